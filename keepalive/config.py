@@ -1,0 +1,312 @@
+"""Settings: defaults, `.env` / environment overrides, validation (SPEC section 3).
+
+Settings are read once into a frozen ``Settings``. A bad value raises ``ConfigError`` with one
+line naming the setting, the value and what is allowed; secrets are never echoed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from keepalive.errors import ConfigError
+from keepalive.scrub import mask, register_secret
+from keepalive.targets import MIN_INTERVAL, Target, check_url, load_targets_file, name_from_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: dict[str, str] = {
+    "HEALTH_CHECK_URL": "http://localhost:5004/health",
+    "CHECK_INTERVAL_SECONDS": "600",
+    "FAILURE_THRESHOLD": "2",
+    "REQUEST_TIMEOUT": "5",
+    "REPEAT_ALERTS": "true",
+    "SUCCESS_THRESHOLD": "1",
+    "DIGEST_AFTER": "3",
+    "HEARTBEAT_URL": "",
+    "MONITOR_TARGETS_FILE": "",
+    "MONITOR_MAX_CONCURRENCY": "1000",
+    "TELEGRAM_BOT_TOKEN": "YOUR_TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_CHAT_ID": "YOUR_TELEGRAM_CHAT_ID",
+    "TELEGRAM_API_URL": "https://api.telegram.org",
+    "SMTP_SERVER": "smtp.example.com",
+    "SMTP_PORT": "587",
+    "SMTP_USERNAME": "your_email@example.com",
+    "SMTP_PASSWORD": "YOUR_EMAIL_PASSWORD",
+    "SMTP_SECURITY": "starttls",
+    "EMAIL_SENDER": "",
+    "EMAIL_RECIPIENT": "alert_recipient@example.com",
+    "MONITOR_HTTP_HOST": "127.0.0.1",
+    "MONITOR_HTTP_PORT": "5005",
+    "MONITOR_STATE_DIR": "state",
+    "MONITOR_LOG_FILE": "monitor.log",
+    "MONITOR_EVENTS_FILE": "logs/monitor_events.jsonl",
+    "MONITOR_PID_FILE": "monitor.pid",
+}
+
+SECRET_NAMES = frozenset({"TELEGRAM_BOT_TOKEN", "SMTP_PASSWORD"})
+PLACEHOLDERS = frozenset(
+    {
+        "YOUR_TELEGRAM_BOT_TOKEN",
+        "YOUR_TELEGRAM_CHAT_ID",
+        "smtp.example.com",
+        "your_email@example.com",
+        "YOUR_EMAIL_PASSWORD",
+        "alert_recipient@example.com",
+    }
+)
+SMTP_SECURITY_MODES = ("starttls", "ssl", "none")
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+_CHAT_ID = re.compile(r"^(-?\d+|@[A-Za-z][A-Za-z0-9_]{3,})$")
+_EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+$")
+
+
+def is_placeholder(value: str) -> bool:
+    """A value copied unchanged from the example (or left empty) switches its channel off."""
+    return not value or value in PLACEHOLDERS or value.startswith("YOUR_")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Whether an alert channel is on, and why not when it is off."""
+
+    name: str
+    enabled: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    health_check_url: str
+    check_interval: float
+    failure_threshold: int
+    request_timeout: float
+    repeat_alerts: bool
+    success_threshold: int
+    digest_after: int
+    heartbeat_url: str | None
+    targets_file: Path | None
+    max_concurrency: int
+    telegram_bot_token: str | None
+    telegram_chat_ids: tuple[str, ...]
+    telegram_api_url: str
+    smtp_server: str | None
+    smtp_port: int
+    smtp_username: str | None
+    smtp_password: str | None
+    smtp_security: str
+    email_sender: str | None
+    email_recipients: tuple[str, ...]
+    http_host: str
+    http_port: int
+    state_dir: Path
+    log_file: Path
+    events_file: Path
+    pid_file: Path
+    targets: tuple[Target, ...]
+    root: Path = ROOT
+    raw: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def telegram(self) -> Channel:
+        if not self.telegram_bot_token:
+            return Channel("telegram", False, "TELEGRAM_BOT_TOKEN is not set")
+        if not self.telegram_chat_ids:
+            return Channel("telegram", False, "TELEGRAM_CHAT_ID is not set")
+        return Channel("telegram", True, f"{len(self.telegram_chat_ids)} chat(s)")
+
+    @property
+    def email(self) -> Channel:
+        if not self.smtp_server:
+            return Channel("email", False, "SMTP_SERVER is not set")
+        if not self.email_recipients:
+            return Channel("email", False, "EMAIL_RECIPIENT is not set")
+        return Channel(
+            "email",
+            True,
+            f"{self.smtp_server}:{self.smtp_port} {self.smtp_security}, {len(self.email_recipients)} recipient(s)",
+        )
+
+    def channels(self) -> tuple[Channel, ...]:
+        return (Channel("log", True, "always on"), self.telegram, self.email)
+
+    def channel_summary(self) -> str:
+        """One line: which channels are on, and why the others are off."""
+        on = [c.name for c in self.channels() if c.enabled]
+        off = [f"{c.name} ({c.why})" for c in self.channels() if not c.enabled]
+        return f"channels on=[{', '.join(on)}] off=[{', '.join(off)}]"
+
+    def effective(self) -> list[tuple[str, str]]:
+        """Every setting's effective value, secrets masked, for --check-config."""
+        rows: list[tuple[str, str]] = []
+        for name in DEFAULTS:
+            value = self.raw.get(name, DEFAULTS[name])
+            if name in SECRET_NAMES:
+                value = mask(None if is_placeholder(value) else value)
+            rows.append((name, value))
+        return rows
+
+
+def _bad(name: str, value: str, allowed: str) -> ConfigError:
+    shown = mask(value) if name in SECRET_NAMES else repr(value)
+    return ConfigError(f"{name}={shown} is invalid: expected {allowed}")
+
+
+def _float(name: str, value: str, minimum: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(name, value, f"a number of seconds >= {minimum:g}") from None
+    if not math.isfinite(number) or number < minimum:
+        raise _bad(name, value, f"a number of seconds >= {minimum:g}")
+    return number
+
+
+def _int(name: str, value: str, minimum: int, maximum: int | None = None) -> int:
+    allowed = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+    try:
+        number = int(value)
+    except ValueError:
+        raise _bad(name, value, allowed) from None
+    if number < minimum or (maximum is not None and number > maximum):
+        raise _bad(name, value, allowed)
+    return number
+
+
+def _bool(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise _bad(name, value, "true or false")
+
+
+def _url(name: str, value: str) -> str:
+    problem = check_url(value)
+    if problem:
+        raise _bad(name, value, problem.removeprefix("expected "))
+    return value.rstrip("/") if name == "TELEGRAM_API_URL" else value
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _path(root: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def read_environment(
+    environ: Mapping[str, str] | None = None, root: Path = ROOT
+) -> dict[str, str]:
+    """Merge defaults, the `.env` file beside monitor_config.py and the environment (which wins).
+
+    ``MONITOR_ENV_FILE`` names another file to read instead of ``.env`` (empty: none)."""
+    env = dict(os.environ if environ is None else environ)
+    env_file = env.get("MONITOR_ENV_FILE")
+    dotenv_path = root / ".env" if env_file is None else (_path(root, env_file) if env_file else None)
+    values = dict(DEFAULTS)
+    if dotenv_path is not None and dotenv_path.is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    values.update({k: v for k, v in env.items() if k in DEFAULTS})
+    return {k: v.strip() for k, v in values.items()}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -> Settings:
+    """Read and validate every setting. Raises ConfigError on the first bad one."""
+    raw = read_environment(environ, root)
+    get = raw.__getitem__
+
+    token = get("TELEGRAM_BOT_TOKEN")
+    if is_placeholder(token):
+        token = ""
+    elif not _TOKEN.match(token):
+        raise _bad("TELEGRAM_BOT_TOKEN", token, "a token from BotFather like 123456789:AAE...")
+    chats = () if is_placeholder(get("TELEGRAM_CHAT_ID")) else _list(get("TELEGRAM_CHAT_ID"))
+    for chat in chats:
+        if not _CHAT_ID.match(chat):
+            raise _bad("TELEGRAM_CHAT_ID", chat, "numeric chat ids (or @channelname), comma-separated")
+
+    password = "" if is_placeholder(get("SMTP_PASSWORD")) else get("SMTP_PASSWORD")
+    register_secret(token, password)
+
+    security = get("SMTP_SECURITY").lower()
+    if security not in SMTP_SECURITY_MODES:
+        raise _bad("SMTP_SECURITY", get("SMTP_SECURITY"), "one of " + ", ".join(SMTP_SECURITY_MODES))
+    smtp_server = "" if is_placeholder(get("SMTP_SERVER")) else get("SMTP_SERVER")
+    username = "" if is_placeholder(get("SMTP_USERNAME")) else get("SMTP_USERNAME")
+    recipients = () if is_placeholder(get("EMAIL_RECIPIENT")) else _list(get("EMAIL_RECIPIENT"))
+    for address in recipients:
+        if not _EMAIL.match(address):
+            raise _bad("EMAIL_RECIPIENT", address, "e-mail addresses, comma-separated")
+    sender = get("EMAIL_SENDER") or username
+    if sender and not _EMAIL.match(sender):
+        raise _bad("EMAIL_SENDER", sender, "an e-mail address")
+    if smtp_server and recipients and not sender:
+        raise ConfigError(
+            "EMAIL_SENDER is not set: expected a From address (EMAIL_SENDER, or SMTP_USERNAME)"
+        )
+
+    interval = _float("CHECK_INTERVAL_SECONDS", get("CHECK_INTERVAL_SECONDS"), MIN_INTERVAL)
+    failure_threshold = _int("FAILURE_THRESHOLD", get("FAILURE_THRESHOLD"), 1)
+    timeout = _float("REQUEST_TIMEOUT", get("REQUEST_TIMEOUT"), 0.01)
+    success_threshold = _int("SUCCESS_THRESHOLD", get("SUCCESS_THRESHOLD"), 1)
+    health_url = _url("HEALTH_CHECK_URL", get("HEALTH_CHECK_URL"))
+
+    targets_file = _path(root, get("MONITOR_TARGETS_FILE")) if get("MONITOR_TARGETS_FILE") else None
+    base = {
+        "interval": interval,
+        "failure_threshold": failure_threshold,
+        "success_threshold": success_threshold,
+        "timeout": timeout,
+    }
+    if targets_file is not None:
+        targets = load_targets_file(targets_file, base)
+    else:
+        targets = (Target(name=name_from_url(health_url), url=health_url, **base),)  # type: ignore[arg-type]
+
+    http_host = get("MONITOR_HTTP_HOST")
+    if not http_host:
+        raise _bad("MONITOR_HTTP_HOST", http_host, "an address to listen on, such as 127.0.0.1")
+
+    return Settings(
+        health_check_url=health_url,
+        check_interval=interval,
+        failure_threshold=failure_threshold,
+        request_timeout=timeout,
+        repeat_alerts=_bool("REPEAT_ALERTS", get("REPEAT_ALERTS")),
+        success_threshold=success_threshold,
+        digest_after=_int("DIGEST_AFTER", get("DIGEST_AFTER"), 1),
+        heartbeat_url=_url("HEARTBEAT_URL", get("HEARTBEAT_URL")) if get("HEARTBEAT_URL") else None,
+        targets_file=targets_file,
+        max_concurrency=_int("MONITOR_MAX_CONCURRENCY", get("MONITOR_MAX_CONCURRENCY"), 1),
+        telegram_bot_token=token or None,
+        telegram_chat_ids=chats,
+        telegram_api_url=_url("TELEGRAM_API_URL", get("TELEGRAM_API_URL")),
+        smtp_server=smtp_server or None,
+        smtp_port=_int("SMTP_PORT", get("SMTP_PORT"), 1, 65535),
+        smtp_username=username or None,
+        smtp_password=password or None,
+        smtp_security=security,
+        email_sender=sender or None,
+        email_recipients=recipients,
+        http_host=http_host,
+        http_port=_int("MONITOR_HTTP_PORT", get("MONITOR_HTTP_PORT"), 0, 65535),
+        state_dir=_path(root, get("MONITOR_STATE_DIR")),
+        log_file=_path(root, get("MONITOR_LOG_FILE")),
+        events_file=_path(root, get("MONITOR_EVENTS_FILE")),
+        pid_file=_path(root, get("MONITOR_PID_FILE")),
+        targets=targets,
+        root=root,
+        raw=raw,
+    )

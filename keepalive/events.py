@@ -1,0 +1,57 @@
+"""The events file: one JSON object a line, failures and state changes only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from keepalive.scrub import scrub
+
+log = logging.getLogger("keepalive.events")
+
+
+def iso(ts: float | None) -> str | None:
+    """UTC ISO-8601 with milliseconds and a Z, or None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventLog:
+    """Appends events to a JSON-lines file. Thread-safe; every line is scrubbed of secrets.
+
+    ``path=None`` keeps events in memory only (``--once`` and unit tests use it)."""
+
+    def __init__(self, path: Path | None, clock: Any = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._handle = None
+        self.recent: list[dict[str, Any]] = []  # bounded, for tests and the status page
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = path.open("a", encoding="utf-8")
+
+    def emit(self, event: str, **fields: Any) -> None:
+        record = {"ts": iso(self._clock()), "event": event, **fields}
+        line = scrub(json.dumps(record, ensure_ascii=False, default=str))
+        with self._lock:
+            self.recent.append(json.loads(line))
+            del self.recent[:-200]
+            if self._handle is not None:
+                try:
+                    self._handle.write(line + "\n")
+                    self._handle.flush()
+                except OSError as exc:  # a full disk must not stop the monitor
+                    log.error("events file write failed path=%s error=%s", self._path, exc)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None

@@ -1,0 +1,1 @@
+"""Alert channels. Each one classifies its own errors; retries live in the outbox."""

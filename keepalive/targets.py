@@ -1,0 +1,173 @@
+"""Targets: the single HEALTH_CHECK_URL, or many from a TOML targets file (SPEC section 4)."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from keepalive.errors import ConfigError
+
+MIN_INTERVAL = 0.1
+
+# Keys a [[targets]] entry may hold; [defaults] takes the same ones but name and url.
+TARGET_KEYS = frozenset(
+    {
+        "name",
+        "url",
+        "interval",
+        "failure_threshold",
+        "success_threshold",
+        "timeout",
+        "expect_status",
+        "max_latency_ms",
+        "reuse_connection",
+    }
+)
+DEFAULT_KEYS = TARGET_KEYS - {"name", "url"}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One watched /health endpoint and how to judge it."""
+
+    name: str
+    url: str
+    interval: float
+    failure_threshold: int
+    success_threshold: int
+    timeout: float
+    expect_status: tuple[str, ...] = ("ok",)
+    max_latency_ms: float | None = None
+    # A reused keep-alive connection can hide a server that accepts no new connections,
+    # so each check opens a fresh one unless the operator opts in.
+    reuse_connection: bool = False
+
+
+def check_url(value: str) -> str | None:
+    """Return why ``value`` is not an http(s) URL with a host, or None when it is."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "expected an http:// or https:// URL"
+    if not parts.hostname:
+        return "the URL has no host"
+    return None
+
+
+def name_from_url(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+def _where(source: str, target: str | None) -> str:
+    return f"{source}: target {target!r}" if target else f"{source}: [defaults]"
+
+
+def _number(where: str, key: str, value: Any, minimum: float, integer: bool) -> float:
+    allowed = f"an integer >= {int(minimum)}" if integer else f"a number >= {minimum:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: {key}={value!r} is invalid: expected {allowed}")
+    if integer and not isinstance(value, int):
+        raise ConfigError(f"{where}: {key}={value!r} is invalid: expected {allowed}")
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{where}: {key}={value!r} is invalid: expected {allowed}")
+    return value
+
+
+def _expect(where: str, value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(items, list)
+        or not items
+        or not all(isinstance(item, str) and item for item in items)
+    ):
+        raise ConfigError(
+            f"{where}: expect_status={value!r} is invalid: expected a string or a list of strings"
+        )
+    return tuple(items)
+
+
+def _options(where: str, raw: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """Validate the per-target options present in ``raw``; returns them normalised."""
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        )
+    out: dict[str, Any] = {}
+    if "interval" in raw:
+        out["interval"] = float(_number(where, "interval", raw["interval"], MIN_INTERVAL, False))
+    if "timeout" in raw:
+        out["timeout"] = float(_number(where, "timeout", raw["timeout"], 0.01, False))
+    for key in ("failure_threshold", "success_threshold"):
+        if key in raw:
+            out[key] = int(_number(where, key, raw[key], 1, True))
+    if "max_latency_ms" in raw:
+        out["max_latency_ms"] = float(_number(where, "max_latency_ms", raw["max_latency_ms"], 1, False))
+    if "expect_status" in raw:
+        out["expect_status"] = _expect(where, raw["expect_status"])
+    if "reuse_connection" in raw:
+        if not isinstance(raw["reuse_connection"], bool):
+            raise ConfigError(
+                f"{where}: reuse_connection={raw['reuse_connection']!r} is invalid: expected true or false"
+            )
+        out["reuse_connection"] = raw["reuse_connection"]
+    return out
+
+
+def load_targets_file(path: Path, base: dict[str, Any]) -> tuple[Target, ...]:
+    """Read a targets file. ``base`` holds interval, failure_threshold, success_threshold and
+    timeout from the settings; the file's [defaults] and each target's own keys override them."""
+    source = f"MONITOR_TARGETS_FILE {path}"
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"MONITOR_TARGETS_FILE={str(path)!r} is invalid: the file does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"MONITOR_TARGETS_FILE={str(path)!r} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+
+    unknown = sorted(set(data) - {"defaults", "targets"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown section {unknown[0]!r} (allowed: defaults, targets)")
+    defaults_raw = data.get("defaults", {})
+    if not isinstance(defaults_raw, dict):
+        raise ConfigError(f"{source}: [defaults] must be a table")
+    defaults = {**base, **_options(_where(source, None), defaults_raw, DEFAULT_KEYS)}
+
+    entries = data.get("targets")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{source}: no [[targets]] entries (at least one is required)")
+
+    targets: list[Target] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(entries, start=1):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: [[targets]] entry {index} must be a table")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{source}: [[targets]] entry {index} has no name (a unique name is required)")
+        where = _where(source, name)
+        if name in seen:
+            raise ConfigError(f"{where}: duplicate name (each target needs its own name)")
+        seen.add(name)
+        url = raw.get("url")
+        if not isinstance(url, str) or not url:
+            raise ConfigError(f"{where}: url is missing")
+        problem = check_url(url)
+        if problem:
+            raise ConfigError(f"{where}: url={url!r} is invalid: {problem}")
+        options = {**defaults, **_options(where, raw, TARGET_KEYS)}
+        options.pop("name", None)
+        options.pop("url", None)
+        targets.append(Target(name=name, url=url, **options))
+    return tuple(targets)
