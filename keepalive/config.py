@@ -132,7 +132,8 @@ class Settings:
         return Channel(
             "email",
             True,
-            f"{self.smtp_server}:{self.smtp_port} {self.smtp_security}, {len(self.email_recipients)} recipient(s)",
+            f"{self.smtp_server}:{self.smtp_port} {self.smtp_security}, "
+            f"{len(self.email_recipients)} recipient(s)",
         )
 
     def channels(self) -> tuple[Channel, ...]:
@@ -206,9 +207,7 @@ def _path(root: Path, value: str) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def read_environment(
-    environ: Mapping[str, str] | None = None, root: Path = ROOT
-) -> dict[str, str]:
+def read_environment(environ: Mapping[str, str] | None = None, root: Path = ROOT) -> dict[str, str]:
     """Merge defaults, the `.env` file beside monitor_config.py and the environment (which wins).
 
     ``MONITOR_ENV_FILE`` names another file to read instead of ``.env`` (empty: none)."""
@@ -253,9 +252,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
     if sender and not _EMAIL.match(sender):
         raise _bad("EMAIL_SENDER", sender, "an e-mail address")
     if smtp_server and recipients and not sender:
-        raise ConfigError(
-            "EMAIL_SENDER is not set: expected a From address (EMAIL_SENDER, or SMTP_USERNAME)"
-        )
+        raise ConfigError("EMAIL_SENDER is not set: expected a From address (EMAIL_SENDER, or SMTP_USERNAME)")
 
     interval = _float("CHECK_INTERVAL_SECONDS", get("CHECK_INTERVAL_SECONDS"), MIN_INTERVAL)
     failure_threshold = _int("FAILURE_THRESHOLD", get("FAILURE_THRESHOLD"), 1)

@@ -83,11 +83,7 @@ def _number(where: str, key: str, value: Any, minimum: float, integer: bool) -> 
 
 def _expect(where: str, value: Any) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
-    if (
-        not isinstance(items, list)
-        or not items
-        or not all(isinstance(item, str) and item for item in items)
-    ):
+    if not isinstance(items, list) or not items or not all(isinstance(item, str) and item for item in items):
         raise ConfigError(
             f"{where}: expect_status={value!r} is invalid: expected a string or a list of strings"
         )
@@ -98,9 +94,7 @@ def _options(where: str, raw: dict[str, Any], allowed: frozenset[str]) -> dict[s
     """Validate the per-target options present in ``raw``; returns them normalised."""
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
-        )
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
     out: dict[str, Any] = {}
     if "interval" in raw:
         out["interval"] = float(_number(where, "interval", raw["interval"], MIN_INTERVAL, False))
