@@ -1,0 +1,266 @@
+"""The command line behind monitor_server.py (SPEC section 8).
+
+Exit codes: 0 clean stop / all good, 1 --test-alert not delivered everywhere, 2 --once saw a
+failing target, 3 invalid settings (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from keepalive import __version__
+from keepalive.alerts import Alert, AlertKind
+from keepalive.check import Checker, CheckResult
+from keepalive.config import Settings, load_settings
+from keepalive.errors import ConfigError
+from keepalive.events import EventLog
+from keepalive.scrub import ScrubFilter, scrub
+
+EXIT_OK = 0
+EXIT_NOT_DELIVERED = 1
+EXIT_CHECK_FAILED = 2
+EXIT_CONFIG = 3
+
+log = logging.getLogger("keepalive")
+T = TypeVar("T")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ScrubFilter())
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's access log would write a line per status-page poll.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def raise_fd_limit() -> None:
+    """Thousands of concurrent checks need thousands of sockets; lift the soft limit to the hard one."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run on uvloop when it is installed (faster with thousands of targets), else asyncio."""
+    try:
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="monitor_server.py",
+        description="Keep-Alive Monitor: watches /health endpoints and alerts by Telegram and e-mail.",
+        epilog="Settings come from the environment and .env; see README_MONITOR.md.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--once",
+        action="store_true",
+        help="check every target once, print a table; exit 0 all pass, 2 any fail",
+    )
+    mode.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate and print the effective settings; exit 0 valid, 3 invalid",
+    )
+    mode.add_argument(
+        "--test-alert",
+        action="store_true",
+        help="send one test alert through every enabled channel; exit 0 all delivered, 1 otherwise",
+    )
+    parser.add_argument("--version", action="version", version=f"keepalive-monitor {__version__}")
+    return parser.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        return check_config(settings)
+    if args.once:
+        return run_once(settings)
+    if args.test_alert:
+        return test_alert(settings)
+    return serve(settings)
+
+
+# ---------------------------------------------------------------------- --check-config
+
+
+def check_config(settings: Settings) -> int:
+    print("Keep-Alive Monitor: settings are valid\n")
+    width = max(len(name) for name, _ in settings.effective())
+    for name, value in settings.effective():
+        print(f"  {name:<{width}}  {value}")
+    print("\nChannels:")
+    for channel in settings.channels():
+        print(f"  {channel.name:<9} {'on ' if channel.enabled else 'off'}  {channel.why}")
+    print(f"\nTargets ({len(settings.targets)}):")
+    for t in settings.targets:
+        extra = f" max_latency={t.max_latency_ms:g}ms" if t.max_latency_ms else ""
+        print(
+            f"  {t.name}  {t.url}  every {t.interval:g}s timeout {t.timeout:g}s "
+            f"alert after {t.failure_threshold} fail(s), recover after {t.success_threshold} pass(es), "
+            f"expect {'/'.join(t.expect_status)}{extra}{' reuse-connection' if t.reuse_connection else ''}"
+        )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- --once
+
+
+def run_once(settings: Settings) -> int:
+    async def check_all() -> list[CheckResult]:
+        checker = Checker()
+        sem = asyncio.Semaphore(settings.max_concurrency)
+
+        async def one(target: Any) -> CheckResult:
+            async with sem:
+                return await checker.check(target)
+
+        try:
+            return list(await asyncio.gather(*(one(t) for t in settings.targets)))
+        finally:
+            await checker.close()
+
+    results = run_async(check_all)
+    rows = [
+        (
+            t.name,
+            "PASS" if r.ok else "FAIL",
+            "-" if r.latency_ms is None else f"{r.latency_ms:.0f} ms",
+            r.reason or "",
+            t.url,
+        )
+        for t, r in zip(settings.targets, results, strict=True)
+    ]
+    header = ("TARGET", "RESULT", "LATENCY", "REASON", "URL")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    failed = sum(1 for r in results if not r.ok)
+    print(f"\n{len(results) - failed} passed, {failed} failed")
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------------- --test-alert
+
+
+def test_alert(settings: Settings) -> int:
+    import socket
+
+    from keepalive.notifiers.base import NotifyError
+    from keepalive.notifiers.factory import build_notifiers
+
+    now = time.time()
+    alert = Alert(
+        id=f"test-{int(now)}",
+        kind=AlertKind.TEST,
+        target="test-alert",
+        url=settings.targets[0].url,
+        reason="this is a test alert from --test-alert; no target is down",
+        since=now,
+        at=now,
+        failed_checks=0,
+        downtime=None,
+        host=socket.gethostname(),
+    )
+    print(settings.channel_summary())
+    all_ok = True
+    for notifier in build_notifiers(settings):
+        for recipient in notifier.recipients():
+            try:
+                message_id = notifier.send(recipient, [alert])
+            except NotifyError as exc:
+                all_ok = False
+                kind = "permanent" if exc.permanent else "temporary"
+                print(f"  {notifier.channel:<9} {recipient}: FAILED ({kind}): {scrub(exc.reason)}")
+            except Exception as exc:  # a notifier bug is reported, never a traceback
+                all_ok = False
+                print(f"  {notifier.channel:<9} {recipient}: FAILED: {scrub(f'{type(exc).__name__}: {exc}')}")
+            else:
+                suffix = f" (message id {message_id})" if message_id else ""
+                print(f"  {notifier.channel:<9} {recipient}: delivered{suffix}")
+    return EXIT_OK if all_ok else EXIT_NOT_DELIVERED
+
+
+# ---------------------------------------------------------------------- serve
+
+
+def serve(settings: Settings) -> int:
+    from keepalive.monitor import Monitor
+    from keepalive.notifiers.factory import build_notifiers
+    from keepalive.outbox import DeliveryWorker, Outbox
+
+    raise_fd_limit()
+    events = EventLog(settings.events_file)
+    outbox = Outbox(settings.state_dir)
+    notifiers = build_notifiers(settings)
+    worker = DeliveryWorker(outbox, notifiers, events, settings.digest_after)
+    monitor = Monitor(
+        settings,
+        events=events,
+        outbox=outbox,
+        worker=worker,
+        notifiers=notifiers,
+        notifier_factory=build_notifiers,
+    )
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_stop(signame: str) -> None:
+            if not stop.is_set():
+                log.info("received %s, stopping", signame)
+            stop.set()
+
+        def on_reload() -> None:
+            try:
+                new = load_settings()
+            except ConfigError as exc:
+                log.error("reload rejected, keeping the running configuration: %s", exc)
+                events.emit("config_reload_failed", error=str(exc))
+                return
+            monitor.reload(new)
+
+        loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, on_reload)
+        await monitor.run(stop)
+
+    try:
+        run_async(run)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        events.emit("monitor_start_failed", error=str(exc))
+        return EXIT_CONFIG
+    finally:
+        events.close()
+    return EXIT_OK

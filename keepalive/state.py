@@ -1,0 +1,127 @@
+"""The pure state machine that turns check results into DOWN / RECOVERED alerts (SPEC §1, §6).
+
+No I/O and no clock: ``step`` takes the state, one result and the time, and returns the next
+state and the alert to raise, if any. That makes every rule testable one step at a time:
+
+* a failed check counts; at ``failure_threshold`` in a row a DOWN alert is raised and the
+  count restarts, so a long outage is re-announced every ``failure_threshold`` failed checks
+  (or never again with ``repeat_alerts=False``);
+* after a DOWN alert, ``success_threshold`` passing checks in a row raise RECOVERED with the
+  downtime; a target that heals before any DOWN alert raises nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from keepalive.alerts import AlertKind
+
+
+class Status(StrEnum):
+    UNKNOWN = "unknown"  # not checked yet
+    UP = "up"
+    FAILING = "failing"  # failing, but no DOWN alert yet
+    DOWN = "down"  # a DOWN alert was raised and no recovery confirmed since
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    failure_threshold: int
+    success_threshold: int
+    repeat_alerts: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    status: Status = Status.UNKNOWN
+    failures: int = 0  # failures in a row toward the next DOWN alert; restarts after each alert
+    outage_failures: int = 0  # failed checks since the outage began; restarts only on recovery
+    successes: int = 0  # passes in a row while DOWN, toward RECOVERED
+    since: float | None = None  # the first failed check of the current outage
+    alerts_raised: int = 0  # DOWN alerts raised in this outage; 0 means not announced
+    last_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetState:
+        return cls(
+            status=Status(data.get("status", "unknown")),
+            failures=int(data.get("failures", 0)),
+            outage_failures=int(data.get("outage_failures", 0)),
+            successes=int(data.get("successes", 0)),
+            since=None if data.get("since") is None else float(data["since"]),
+            alerts_raised=int(data.get("alerts_raised", 0)),
+            last_reason=data.get("last_reason"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    """An alert the state machine raises; the caller turns it into an ``Alert``."""
+
+    kind: AlertKind
+    since: float
+    failed_checks: int
+    reason: str
+    downtime: float | None
+    sequence: int  # which DOWN alert of this outage (0, 1, ...); 0 for RECOVERED
+
+
+UP_STATE = TargetState(status=Status.UP)
+
+
+def step(
+    state: TargetState, ok: bool, reason: str | None, now: float, policy: Policy
+) -> tuple[TargetState, Raised | None]:
+    """Advance ``state`` by one check result taken at ``now``."""
+    if ok:
+        return _on_pass(state, now, policy)
+    return _on_fail(state, reason or "failed", now, policy)
+
+
+def _on_fail(
+    state: TargetState, reason: str, now: float, policy: Policy
+) -> tuple[TargetState, Raised | None]:
+    since = state.since if state.since is not None else now
+    failures = state.failures + 1
+    outage_failures = state.outage_failures + 1
+    raised: Raised | None = None
+    alerts = state.alerts_raised
+    if failures >= policy.failure_threshold:
+        if alerts == 0 or policy.repeat_alerts:
+            raised = Raised(AlertKind.DOWN, since, outage_failures, reason, None, alerts)
+            alerts += 1
+        failures = 0
+    new = TargetState(
+        status=Status.DOWN if alerts else Status.FAILING,
+        failures=failures,
+        outage_failures=outage_failures,
+        successes=0,
+        since=since,
+        alerts_raised=alerts,
+        last_reason=reason,
+    )
+    return new, raised
+
+
+def _on_pass(state: TargetState, now: float, policy: Policy) -> tuple[TargetState, Raised | None]:
+    if state.alerts_raised == 0:
+        # Never announced: a blip (or a first check) ends quietly.
+        return UP_STATE, None
+    successes = state.successes + 1
+    if successes < policy.success_threshold:
+        return replace(state, successes=successes, failures=0), None
+    since = state.since if state.since is not None else now
+    raised = Raised(
+        AlertKind.RECOVERED,
+        since,
+        state.outage_failures,
+        state.last_reason or "",
+        max(0.0, now - since),
+        0,
+    )
+    return UP_STATE, raised
