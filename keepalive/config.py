@@ -194,7 +194,7 @@ def _bool(name: str, value: str) -> bool:
 def _url(name: str, value: str) -> str:
     problem = check_url(value)
     if problem:
-        raise _bad(name, value, problem.removeprefix("expected "))
+        raise ConfigError(f"{name}={value!r} is invalid: {problem}")
     return value.rstrip("/") if name == "TELEGRAM_API_URL" else value
 
 
