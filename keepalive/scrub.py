@@ -16,7 +16,7 @@ _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()
 # Telegram tokens look like 123456789:AAH...; mask anything of that shape even if unregistered,
 # so a token read from somewhere unexpected still never leaks.
-_TOKEN_SHAPE = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b")
+_TOKEN_SHAPE = re.compile(r"(?<!\d)\d{6,12}:[A-Za-z0-9_-]{30,}")
 
 
 def register_secret(*values: str | None) -> None:
