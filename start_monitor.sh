@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Start the Keep-Alive Monitor in the background under nohup (README_MONITOR.md, SPEC section 9).
+#
+#   ./start_monitor.sh          start it with the settings from the environment and .env
+#   ./start_monitor.sh --demo   also start example_server.py on port 5004 and watch it every 5 s
+#
+# Exit 0 when the monitor started (or the demo is up), 1 when it did not.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
+
+usage() {
+    sed -n '2,7s/^# \{0,1\}//p' "$0"
+}
+
+demo=0
+for arg in "$@"; do
+    case "$arg" in
+        --demo) demo=1 ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            warn "unknown option: $arg"
+            usage >&2
+            exit 1
+            ;;
+    esac
+done
+
+cd "$ROOT"
+ensure_venv
+
+DEMO_PORT="${DEMO_PORT:-5004}"
+if ((demo)); then
+    export HEALTH_CHECK_URL="http://127.0.0.1:$DEMO_PORT/health"
+    export CHECK_INTERVAL_SECONDS=5 FAILURE_THRESHOLD=2 MONITOR_TARGETS_FILE=
+fi
+
+# Validate first: a bad setting is reported here, in one line, not buried in the log.
+if ! check_output="$("$VENV_PY" "$MONITOR_SCRIPT" --check-config 2>&1)"; then
+    warn "not started: the configuration is invalid"
+    grep -v '^[[:space:]]*$' <<<"$check_output" | tail -n 5 >&2
+    exit 1
+fi
+if ! load_paths; then
+    die "not started: $CONFIG_ERROR"
+fi
+
+# One monitor per repository: the PID file, or any daemon of ours without one.
+pid="$(read_pid_file "$MONITOR_PID_FILE")"
+if [[ -n "$pid" ]] && is_our_monitor "$pid"; then
+    die "the monitor is already running (PID $pid); stop it with ./stop_monitor.sh"
+fi
+if [[ -n "$pid" || -f "$MONITOR_PID_FILE" ]]; then
+    say "Removing a stale PID file ($MONITOR_PID_FILE${pid:+ names PID $pid, which is not this monitor})."
+    rm -f "$MONITOR_PID_FILE"
+fi
+others="$(find_our_monitors | tr '\n' ' ')"
+if [[ -n "${others// /}" ]]; then
+    die "the monitor is already running without a PID file (PID ${others% }); stop it with ./stop_monitor.sh"
+fi
+
+# --demo: the example server to watch, reused when ours already runs.
+started_example=""
+if ((demo)); then
+    example_url="http://127.0.0.1:$DEMO_PORT/health"
+    example_pid="$(read_pid_file "$EXAMPLE_PID_FILE")"
+    if [[ -n "$example_pid" ]] && is_our_example_server "$example_pid"; then
+        say "Example server already running (PID $example_pid): reusing it."
+    else
+        rm -f "$EXAMPLE_PID_FILE"
+        if port_in_use "$DEMO_PORT"; then
+            die "port $DEMO_PORT is already in use by another program: the demo needs it for example_server.py"
+        fi
+        nohup "$VENV_PY" "$EXAMPLE_SCRIPT" --port "$DEMO_PORT" --host 127.0.0.1 \
+            >>"$EXAMPLE_LOG_FILE" 2>&1 </dev/null &
+        example_pid=$!
+        printf '%s\n' "$example_pid" >"$EXAMPLE_PID_FILE"
+        started_example="$example_pid"
+        deadline=$((SECONDS + 5))
+        until http_answers "$example_url"; do
+            if ! is_our_example_server "$example_pid" || ((SECONDS >= deadline)); then
+                tail -n 10 "$EXAMPLE_LOG_FILE" >&2 || true
+                stop_process "$example_pid" is_our_example_server 5 "example server" || true
+                rm -f "$EXAMPLE_PID_FILE"
+                die "the example server did not start (log: $EXAMPLE_LOG_FILE)"
+            fi
+            sleep 0.1
+        done
+        say "Example server started (PID $example_pid): $example_url (log: $EXAMPLE_LOG_FILE)"
+    fi
+fi
+
+mkdir -p "$(dirname "$MONITOR_LOG_FILE")" "$(dirname "$MONITOR_PID_FILE")"
+log_offset=0
+[[ -f "$MONITOR_LOG_FILE" ]] && log_offset="$(wc -c <"$MONITOR_LOG_FILE")"
+
+nohup "$VENV_PY" "$MONITOR_SCRIPT" >>"$MONITOR_LOG_FILE" 2>&1 </dev/null &
+pid=$!
+printf '%s\n' "$pid" >"$MONITOR_PID_FILE.tmp"
+mv -f "$MONITOR_PID_FILE.tmp" "$MONITOR_PID_FILE"
+
+# It must still be alive a moment later, and answer on its own /health when that is on.
+health_url=""
+[[ "$MONITOR_HTTP_PORT" != 0 ]] && health_url="$(local_url "$MONITOR_HTTP_HOST" "$MONITOR_HTTP_PORT" /health)"
+started=$SECONDS
+answered=0
+while :; do
+    if ! is_our_monitor "$pid"; then
+        rm -f "$MONITOR_PID_FILE"
+        warn "the monitor exited during start-up; the end of $MONITOR_LOG_FILE:"
+        tail -c +"$((log_offset + 1))" "$MONITOR_LOG_FILE" 2>/dev/null | tail -n 15 >&2 || true
+        if [[ -n "$started_example" ]]; then
+            stop_process "$started_example" is_our_example_server 5 "example server" || true
+            rm -f "$EXAMPLE_PID_FILE"
+        fi
+        exit 1
+    fi
+    if [[ -n "$health_url" ]]; then
+        if http_answers "$health_url"; then
+            answered=1
+            break
+        fi
+        ((SECONDS - started >= 8)) && break
+    else
+        ((SECONDS - started >= 2)) && break
+    fi
+    sleep 0.2
+done
+
+say "Keep-Alive Monitor started (PID $pid)"
+say "  log:     $MONITOR_LOG_FILE"
+say "  events:  $MONITOR_EVENTS_FILE"
+if [[ -n "$health_url" ]]; then
+    say "  status:  $(local_url "$MONITOR_HTTP_HOST" "$MONITOR_HTTP_PORT" /)"
+    ((answered)) || warn "the monitor runs, but $health_url does not answer yet: see $MONITOR_LOG_FILE"
+fi
+say "  stop:    ./stop_monitor.sh    status: ./status_monitor.sh"
+if ((demo)); then
+    say ""
+    say "Demo: the monitor checks $example_url every 5 s and alerts after 2 failures."
+    say "  To see an alert, stop the example server:  kill \$(cat example_server.pid)"
+    say "  (or make it report \"degraded\":            kill -USR1 \$(cat example_server.pid))"
+fi
+exit 0
