@@ -62,6 +62,11 @@ if [[ -n "${others// /}" ]]; then
     die "the monitor is already running without a PID file (PID ${others% }); stop it with ./stop_monitor.sh"
 fi
 
+# The monitor's own port must be free, or another program's answer there could pass for ours.
+if [[ "$MONITOR_HTTP_PORT" != 0 ]] && port_in_use "$MONITOR_HTTP_PORT" "$MONITOR_HTTP_HOST"; then
+    die "not started: MONITOR_HTTP_PORT=$MONITOR_HTTP_PORT is already in use on $MONITOR_HTTP_HOST by another program (choose another port, or 0 to turn the endpoint off)"
+fi
+
 # --demo: the example server to watch, reused when ours already runs.
 started_example=""
 if ((demo)); then
@@ -107,6 +112,7 @@ health_url=""
 [[ "$MONITOR_HTTP_PORT" != 0 ]] && health_url="$(local_url "$MONITOR_HTTP_HOST" "$MONITOR_HTTP_PORT" /health)"
 started=$SECONDS
 answered=0
+polls=0
 while :; do
     if ! is_our_monitor "$pid"; then
         rm -f "$MONITOR_PID_FILE"
@@ -118,14 +124,16 @@ while :; do
         fi
         exit 1
     fi
-    if [[ -n "$health_url" ]]; then
-        if http_answers "$health_url"; then
+    # Still alive at least a second after the launch, and /health answers (when it is on).
+    if ((++polls >= 5)); then
+        if [[ -z "$health_url" ]]; then
+            ((polls >= 10)) && break
+        elif ((answered)) || http_answers "$health_url"; then
             answered=1
             break
+        elif ((SECONDS - started >= 8)); then
+            break
         fi
-        ((SECONDS - started >= 8)) && break
-    else
-        ((SECONDS - started >= 2)) && break
     fi
     sleep 0.2
 done

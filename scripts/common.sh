@@ -177,9 +177,16 @@ except Exception:
 PY
 }
 
-# True when something accepts TCP connections on 127.0.0.1:PORT.
+# True when something accepts TCP connections on PORT [HOST] (HOST defaults to 127.0.0.1;
+# a wildcard address is tried on loopback).
 port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    local port="$1" host="${2:-127.0.0.1}"
+    case "$host" in
+        "" | 0.0.0.0) host=127.0.0.1 ;;
+        :: | "[::]") host=::1 ;;
+    esac
+    host="${host#[}"
+    (exec 3<>"/dev/tcp/${host%]}/$port") 2>/dev/null
 }
 
 # Send SIGTERM, wait up to GRACE seconds, then SIGKILL. CHECK is the predicate (is_our_monitor

@@ -311,6 +311,17 @@ def test_an_invalid_setting_stops_the_start_with_the_setting_named(repo: Repo) -
     assert repo.monitors() == []
 
 
+def test_a_taken_http_port_stops_the_start(repo: Repo) -> None:
+    taken = str(repo.target.port)  # the target server answers any path, /health included
+
+    result = repo.run("start_monitor.sh", MONITOR_HTTP_PORT=taken)
+
+    assert result.returncode == 1
+    assert f"MONITOR_HTTP_PORT={taken} is already in use" in result.stderr
+    assert not repo.pid_file.exists()
+    assert repo.monitors() == []
+
+
 def test_an_unknown_option_is_refused(repo: Repo) -> None:
     result = repo.run("start_monitor.sh", "--bogus")
 
