@@ -24,14 +24,8 @@ def server() -> Iterator[TargetServer]:
 
 
 def fast_env(tmp_path: Path, url: str, **overrides: str) -> dict[str, str]:
-    return base_env(
-        tmp_path,
-        HEALTH_CHECK_URL=url,
-        CHECK_INTERVAL_SECONDS="0.2",
-        REQUEST_TIMEOUT="2",
-        FAILURE_THRESHOLD="2",
-        **overrides,
-    )
+    settings = {"HEALTH_CHECK_URL": url, "CHECK_INTERVAL_SECONDS": "0.2", "REQUEST_TIMEOUT": "2", "FAILURE_THRESHOLD": "2"}
+    return base_env(tmp_path, **{**settings, **overrides})
 
 
 def test_an_outage_and_its_recovery_reach_the_events_file(tmp_path: Path, server: TargetServer) -> None:
