@@ -1,0 +1,182 @@
+"""Regenerate docs/status_page.png and docs/status_page_phone.png from sample data.
+
+Run from the repository root:  .venv/bin/python -m docs.make_screenshot
+Needs Debian's chromium at /usr/bin/chromium. The page is served by the real keepalive.web
+app on a free loopback port; only the monitor behind it is a sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from keepalive.events import iso
+from keepalive.web import start_web
+
+DOCS = Path(__file__).resolve().parent
+CHROMIUM = "/usr/bin/chromium"
+# --no-sandbox: chromium refuses to start as root without it. The --disable-* flags stop it
+# from calling Google services, which an offline machine refuses.
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=5000",
+]
+SHOTS = {"status_page.png": (1280, 900), "status_page_phone.png": (390, 1500)}
+
+
+def _history(now: float, interval: float, base_ms: float, fail_at: set[int]) -> list[list[Any]]:
+    points: list[list[Any]] = []
+    for i in range(60):
+        at = now - (59 - i) * interval
+        jitter = 0.15 * ((i * 7919 + int(base_ms)) % 13) / 13
+        wobble = base_ms * (1 + 0.25 * math.sin(i / 3 + base_ms) + jitter)
+        ok = i not in fail_at
+        points.append([at, round(wobble, 1) if ok else None, ok])
+    return points
+
+
+def _target(name: str, url: str, state: str, **fields: Any) -> dict[str, Any]:
+    target: dict[str, Any] = {
+        "name": name,
+        "url": url,
+        "state": state,
+        "last_check": None,
+        "last_latency_ms": None,
+        "last_reason": None,
+        "consecutive_failures": 0,
+        "since": None,
+        "interval_seconds": 30.0,
+        "uptime_percent": None,
+        "checks_ok_total": 0,
+        "checks_failed_total": 0,
+        "history": [],
+    }
+    target.update(fields)
+    return target
+
+
+class SampleView:
+    """A believable installation: most things up, one down, one failing, one not yet checked."""
+
+    def __init__(self) -> None:
+        self.started = time.time() - 3 * 86400 - 4 * 3600
+
+    def status(self, include_history: bool = True) -> dict[str, Any]:
+        now = time.time()
+        targets = [
+            _target(
+                "api", "https://api.example.com/health", "up",
+                last_check=iso(now - 12), last_latency_ms=84.2, since=iso(now - 3 * 86400),
+                uptime_percent=99.98, checks_ok_total=8630, checks_failed_total=2,
+                history=_history(now - 12, 30, 80, set()),
+            ),
+            _target(
+                "billing", "https://billing.internal:8443/health", "down",
+                last_check=iso(now - 4), last_reason="HTTP 503 Service Unavailable", consecutive_failures=7,
+                since=iso(now - 212), uptime_percent=97.41, checks_ok_total=8412, checks_failed_total=224,
+                history=_history(now - 4, 30, 140, set(range(53, 60))),
+            ),
+            _target(
+                "search", "http://10.0.4.17:9200/_cluster/health", "failing",
+                last_check=iso(now - 21), last_latency_ms=None, last_reason="timed out after 10 s",
+                consecutive_failures=1, since=iso(now - 21), uptime_percent=99.71,
+                checks_ok_total=8605, checks_failed_total=25, history=_history(now - 21, 30, 230, {41, 59}),
+            ),
+            _target(
+                "web", "https://www.example.com/healthz", "up",
+                last_check=iso(now - 2), last_latency_ms=41.9, since=iso(now - 86400),
+                uptime_percent=100.0, checks_ok_total=8634, checks_failed_total=0,
+                history=_history(now - 2, 30, 40, set()),
+            ),
+            _target(
+                "auth", "https://auth.example.com/health", "up",
+                last_check=iso(now - 27), last_latency_ms=122.0, since=iso(now - 7200),
+                uptime_percent=99.93, checks_ok_total=8628, checks_failed_total=6,
+                history=_history(now - 27, 30, 110, {18, 19}),
+            ),
+            _target("reports", "https://reports.example.com/health", "unknown", interval_seconds=300.0),
+        ]
+        if not include_history:
+            for target in targets:
+                del target["history"]
+        states = ("up", "failing", "down", "unknown")
+        counts = {state: sum(t["state"] == state for t in targets) for state in states}
+        return {
+            "monitor": {
+                "host": "monitor-1",
+                "version": "1.0.0",
+                "started_at": iso(self.started),
+                "uptime_seconds": now - self.started,
+                "status": "ok",
+                "stall_after_seconds": 90.0,
+                "targets_total": len(targets),
+                **{f"targets_{state}": count for state, count in counts.items()},
+                "outbox_depth": 1,
+                "oldest_undelivered_age_seconds": 38.0,
+                "checks_total": 51545,
+                "checks_missed_total": 0,
+                "schedule_lag_seconds": {"p50": 0.0009, "p99": 0.0042, "max": 0.031},
+            },
+            "targets": targets,
+            "channels": [
+                {
+                    "name": "log", "enabled": True, "why": "always on", "last_success": iso(now - 205),
+                    "last_error": None, "last_error_at": None, "sent_total": 19, "failed_total": 0,
+                },
+                {
+                    "name": "telegram", "enabled": True, "why": "2 chats", "last_success": iso(now - 3600),
+                    "last_error": "HTTP 502 Bad Gateway (will retry)", "last_error_at": iso(now - 38),
+                    "sent_total": 17, "failed_total": 3,
+                },
+                {
+                    "name": "email", "enabled": False, "why": "SMTP_HOST is not set", "last_success": None,
+                    "last_error": None, "last_error_at": None, "sent_total": 0, "failed_total": 0,
+                },
+            ],
+        }
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        monitor = self.status(include_history=False)["monitor"]
+        keys = ("status", "uptime_seconds", "targets_up", "targets_down", "targets_failing", "outbox_depth",
+                "oldest_undelivered_age_seconds", "stall_after_seconds")
+        return True, {**{key: monitor[key] for key in keys}, "last_progress_age_seconds": 0.5}
+
+
+async def screenshot(url: str, path: Path, width: int, height: int) -> None:
+    """Save what chromium shows at ``url`` in a width x height window as a PNG."""
+    with tempfile.TemporaryDirectory() as profile:
+        process = await asyncio.create_subprocess_exec(
+            CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+            f"--screenshot={path}", url,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await process.communicate()
+    if process.returncode != 0 or not path.exists():
+        raise RuntimeError(f"chromium failed: {stderr.decode(errors='replace')[-1000:]}")
+
+
+async def main() -> None:
+    runner = await start_web(SampleView(), "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        for name, (width, height) in SHOTS.items():
+            await screenshot(url, DOCS / name, width, height)
+            print(f"wrote {DOCS / name} ({width}x{height})")
+    finally:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
