@@ -1,3 +1,3 @@
 """Shared pytest configuration: fixture plugins from tests/fakes."""
 
-pytest_plugins = ["tests.fakes.target_fixtures"]
+pytest_plugins = ["tests.fakes.target_fixtures", "tests.fakes.delivery_fixtures"]

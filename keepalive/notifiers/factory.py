@@ -1,0 +1,45 @@
+"""Builds the enabled channels from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import requests
+
+from keepalive.config import Settings
+from keepalive.notifiers.base import Notifier
+from keepalive.notifiers.email import EmailNotifier
+from keepalive.notifiers.log import LogNotifier
+from keepalive.notifiers.telegram import TelegramNotifier
+
+
+def build_notifiers(settings: Settings, session: requests.Session | None = None) -> list[Notifier]:
+    """The log channel always, then Telegram and e-mail when their settings turn them on."""
+    notifiers: list[Notifier] = [LogNotifier()]
+    if settings.telegram.enabled and settings.telegram_bot_token:
+        notifiers.append(
+            TelegramNotifier(
+                settings.telegram_bot_token,
+                settings.telegram_chat_ids,
+                settings.telegram_api_url,
+                session=session,
+            )
+        )
+    if settings.email.enabled and settings.smtp_server and settings.email_sender:
+        notifiers.append(
+            EmailNotifier(
+                server=settings.smtp_server,
+                port=settings.smtp_port,
+                security=settings.smtp_security,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                sender=settings.email_sender,
+                recipients=settings.email_recipients,
+            )
+        )
+    return notifiers
+
+
+def routes(notifiers: Sequence[Notifier]) -> list[tuple[str, str]]:
+    """Every (channel, recipient) pair an alert is delivered to."""
+    return [(n.channel, recipient) for n in notifiers for recipient in n.recipients()]

@@ -1,0 +1,141 @@
+"""Test support for alert delivery (fixtures registered in tests/conftest.py).
+
+Fixtures: ``fake_telegram`` (a started FakeTelegram), ``fake_smtp`` (a started FakeSMTP),
+``self_signed_cert`` (cert and key for 127.0.0.1), ``harness`` (a DeliveryHarness).
+Helpers: ``make_alert()``, ``wait_until()``, ``free_port()``, ``DeliveryHarness``.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keepalive.alerts import Alert, AlertKind, alert_id
+from keepalive.events import EventLog
+from keepalive.notifiers.base import Notifier
+from keepalive.notifiers.factory import routes
+from keepalive.outbox import DeliveryWorker, Outbox
+from tests.fakes.smtp_server import FakeSMTP, make_self_signed
+from tests.fakes.telegram_api import FakeTelegram
+
+
+@pytest.fixture
+def fake_telegram() -> Iterator[FakeTelegram]:
+    """A started ``FakeTelegram`` on 127.0.0.1 and a free port; use ``.url`` and ``.token``."""
+    with FakeTelegram() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_smtp() -> Iterator[FakeSMTP]:
+    """A started plain ``FakeSMTP`` that offers AUTH as ``user`` / ``smtp-secret-pw``."""
+    with FakeSMTP(credentials=("user", "smtp-secret-pw")) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(cert.pem, key.pem) for 127.0.0.1; skips the test when openssl is missing."""
+    try:
+        return make_self_signed(tmp_path_factory.mktemp("tls"))
+    except FileNotFoundError:
+        pytest.skip("the openssl command is not installed")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A loopback port nothing listens on right now (connecting to it is refused)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def make_alert(
+    target: str = "api",
+    kind: AlertKind = AlertKind.DOWN,
+    reason: str = "connection refused",
+    *,
+    url: str | None = None,
+    since: float = 1_763_000_000.0,
+    sequence: int = 0,
+    failed_checks: int = 2,
+    downtime: float | None = None,
+    host: str = "monitor-host",
+) -> Alert:
+    """An Alert with readable defaults and a deterministic id (vary ``sequence`` for repeats)."""
+    if kind is AlertKind.RECOVERED and downtime is None:
+        downtime = 303.0
+    return Alert(
+        id=alert_id(target, since, kind, sequence),
+        kind=kind,
+        target=target,
+        url=url or f"http://127.0.0.1:5004/{target}/health",
+        reason=reason,
+        since=since,
+        at=since + 60.0 + sequence,
+        failed_checks=failed_checks,
+        downtime=downtime,
+        host=host,
+    )
+
+
+class DeliveryHarness:
+    """An outbox in ``state_dir`` and a worker with a fast backoff (0.05 s doubling to 0.4 s):
+    ``run()`` stores alerts for every recipient of the given channels and waits until each
+    delivery is sent or failed."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.events = EventLog(None)
+        self.outbox = Outbox(state_dir)
+        self._workers: list[DeliveryWorker] = []
+
+    def run(
+        self, notifiers: Sequence[Notifier], alerts: Sequence[Alert], digest_after: int = 3, timeout: float = 15.0
+    ) -> DeliveryWorker:
+        worker = DeliveryWorker(
+            self.outbox, notifiers, self.events, digest_after, base_delay=0.05, max_delay=0.4
+        )
+        worker.start()
+        self._workers.append(worker)
+        self.outbox.put(alerts, routes(notifiers))
+        worker.wake()
+        wait_until(lambda: self.outbox.depth() == 0, timeout, what="every delivery sent or failed")
+        return worker
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        """The events called ``event``, oldest first."""
+        return [e for e in self.events.recent if e["event"] == event]
+
+    def database_bytes(self) -> bytes:
+        """The outbox file and its WAL, raw: what a leaked secret would be found in."""
+        return b"".join(p.read_bytes() for p in sorted(self.outbox.path.parent.glob("outbox.sqlite3*")))
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.stop(5.0)
+        self.outbox.close()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[DeliveryHarness]:
+    """A ``DeliveryHarness`` in a fresh state directory."""
+    box = DeliveryHarness(tmp_path / "state")
+    yield box
+    box.close()
