@@ -30,6 +30,10 @@ EXIT_NOT_DELIVERED = 1
 EXIT_CHECK_FAILED = 2
 EXIT_CONFIG = 3
 
+# Alerts raised within this many seconds of each other leave together (as one digest when more
+# than DIGEST_AFTER wait): a switch failing takes many targets down within one check round.
+GROUP_WAIT = 0.5
+
 log = logging.getLogger("keepalive")
 T = TypeVar("T")
 
@@ -220,7 +224,7 @@ def serve(settings: Settings) -> int:
 
     raise_fd_limit()
     events = EventLog(settings.events_file)
-    outbox = Outbox(settings.state_dir)
+    outbox = Outbox(settings.state_dir, group_wait=GROUP_WAIT)
     notifiers = build_notifiers(settings)
     worker = DeliveryWorker(outbox, notifiers, events, settings.digest_after)
     monitor = Monitor(

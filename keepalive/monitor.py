@@ -403,6 +403,9 @@ class Monitor:
             self._wake.clear()
             if self._pending:
                 await self._flush_alerts()
+                # An alert changes what a restart must know (announced or not): save at once,
+                # not on the coalescing schedule below.
+                await self._save_state()
             if self._state_dirty:
                 wait = self._last_save + STATE_SAVE_EVERY - loop.time()
                 if wait > 0:

@@ -77,9 +77,14 @@ class Delivery:
 class Outbox:
     """Alerts and their deliveries in SQLite. Thread-safe: one connection behind one lock."""
 
-    def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, state_dir: Path, clock: Callable[[], float] = time.time, group_wait: float = 0.0
+    ) -> None:
+        """``group_wait``: a new delivery becomes due this many seconds after it is stored, so
+        alerts raised together (many targets behind one failed switch) leave as one digest."""
         self.path = Path(state_dir) / FILENAME
         self._clock = clock
+        self._group_wait = group_wait
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -151,7 +156,10 @@ class Outbox:
                 db.executemany(
                     "INSERT OR IGNORE INTO deliveries (alert_id, channel, recipient, next_try)"
                     " VALUES (?, ?, ?, ?)",
-                    [(alert.id, channel, recipient, now) for channel, recipient in unique_routes],
+                    [
+                        (alert.id, channel, recipient, now + self._group_wait)
+                        for channel, recipient in unique_routes
+                    ],
                 )
         return new
 
