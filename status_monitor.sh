@@ -114,7 +114,7 @@ if rows is None:
             t.get("status") or t.get("state") or "?",
             t.get("consecutive_failures", 0),
             when(t.get("last_check")),
-            "-",
+            "-" if t.get("last_latency_ms") is None else f"{t['last_latency_ms']:.0f} ms",
             t.get("last_reason") or "-",
             t.get("url", ""),
         )

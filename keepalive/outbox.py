@@ -537,7 +537,10 @@ class DeliveryWorker(threading.Thread):
             stats["last_success"] = now
             stats["sent_total"] += len(keys)
         self._events.emit("alert_sent", **fields, message_id=message_id)
-        log.info(
+        # The monitor already wrote the alert itself to the log ("ALERT DOWN ..."); saying the
+        # log channel "sent" it too would only double every alert line.
+        log.log(
+            logging.DEBUG if channel == "log" else logging.INFO,
             "alert sent channel=%s recipient=%s kind=%s alerts=%d attempt=%d message_id=%s",
             channel,
             recipient,

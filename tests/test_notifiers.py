@@ -52,7 +52,7 @@ def test_telegram_and_e_mail_are_built_when_configured(tmp_path: Path) -> None:
 
 
 def test_the_log_channel_writes_one_scrubbed_line_per_alert(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="keepalive.alerts")
+    caplog.set_level(logging.DEBUG, logger="keepalive.alerts")
     alert = make_alert("my api", reason=f"HTTP 500 from /bot{TOKEN}/x\nsecond line")
 
     assert LogNotifier().send("log", [alert, make_alert("db")]) is None

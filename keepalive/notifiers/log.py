@@ -32,9 +32,10 @@ class LogNotifier:
         return ("log",)
 
     def send(self, recipient: str, alerts: Sequence[Alert]) -> str | None:
-        """Log one line per alert; never raises NotifyError."""
+        """Log one line per alert (DEBUG: the monitor's own ALERT line is the one people read);
+        never raises NotifyError."""
         for alert in alerts:
-            log.info(
+            log.debug(
                 scrub(
                     f"alert delivered channel=log id={alert.id} kind={alert.kind} "
                     f"target={_value(alert.target)} url={_value(alert.url)} reason={_value(alert.reason)}"
