@@ -12,7 +12,7 @@ import pytest
 from tests.fakes.smtp_server import FakeSMTP
 from tests.fakes.targets import TargetServer
 from tests.fakes.telegram_api import FakeTelegram
-from tests.monitor_proc import MonitorProcess, base_env, wait_until
+from tests.monitor_proc import MonitorProcess, base_env, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -204,3 +204,38 @@ def test_a_hostile_target_name_is_escaped_in_telegram_and_cannot_inject_a_mail_h
     mail = fake_smtp.messages_to(MAILS[0])[0]
     assert mail["Bcc"] is None
     assert "\n" not in mail["Subject"] and "\r" not in mail["Subject"]
+
+
+def test_test_alert_reports_each_recipient_and_exits_0_when_all_delivered(
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_smtp: FakeSMTP
+) -> None:
+    result = run_cli(["--test-alert"], delivery_env(tmp_path, fake_telegram, fake_smtp))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "channels on=[log, telegram, email] off=[]"
+    for recipient in ("log", *CHATS, *MAILS):
+        assert any(recipient in line and ": delivered" in line for line in lines), recipient
+    assert len(fake_telegram.messages) == len(CHATS)
+    assert "TEST" in fake_telegram.messages[0].rendered
+    assert len(fake_smtp.received) == len(MAILS)
+
+
+def test_test_alert_exits_1_with_the_servers_reason_when_a_recipient_fails(
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_smtp: FakeSMTP
+) -> None:
+    fake_telegram.block(CHATS[1])
+    fake_smtp.fail_auth()
+    result = run_cli(["--test-alert"], delivery_env(tmp_path, fake_telegram, fake_smtp))
+    assert result.returncode == 1
+    out = result.stdout
+    assert f"telegram  {CHATS[0]}: delivered" in out
+    assert f"telegram  {CHATS[1]}: FAILED (permanent): Forbidden: bot was blocked by the user" in out
+    assert f"email     {MAILS[0]}: FAILED (permanent): " in out
+    assert fake_telegram.token not in out + result.stderr
+    assert PASSWORD not in out + result.stderr
+
+
+def test_test_alert_with_only_the_log_channel_succeeds(tmp_path: Path) -> None:
+    result = run_cli(["--test-alert"], base_env(tmp_path))
+    assert result.returncode == 0
+    assert "log       log: delivered" in result.stdout
