@@ -84,13 +84,13 @@ class SampleView:
             ),
             _target(
                 "billing", "https://billing.internal:8443/health", "down",
-                last_check=iso(now - 4), last_reason="HTTP 503 Service Unavailable", consecutive_failures=7,
+                last_check=iso(now - 4), last_reason="HTTP 503", consecutive_failures=7,
                 since=iso(now - 212), uptime_percent=97.41, checks_ok_total=8412, checks_failed_total=224,
                 history=_history(now - 4, 30, 140, set(range(53, 60))),
             ),
             _target(
-                "search", "http://10.0.4.17:9200/_cluster/health", "failing",
-                last_check=iso(now - 21), last_latency_ms=None, last_reason="timed out after 10 s",
+                "search", "http://search.example.com:9200/health", "failing",
+                last_check=iso(now - 21), last_latency_ms=None, last_reason="timeout",
                 consecutive_failures=1, since=iso(now - 21), uptime_percent=99.71,
                 checks_ok_total=8605, checks_failed_total=25, history=_history(now - 21, 30, 230, {41, 59}),
             ),
@@ -137,11 +137,11 @@ class SampleView:
                 },
                 {
                     "name": "telegram", "enabled": True, "why": "2 chats", "last_success": iso(now - 3600),
-                    "last_error": "HTTP 502 Bad Gateway (will retry)", "last_error_at": iso(now - 38),
+                    "last_error": "HTTP 502: Bad Gateway", "last_error_at": iso(now - 38),
                     "sent_total": 17, "failed_total": 3,
                 },
                 {
-                    "name": "email", "enabled": False, "why": "SMTP_HOST is not set", "last_success": None,
+                    "name": "email", "enabled": False, "why": "SMTP_SERVER is not set", "last_success": None,
                     "last_error": None, "last_error_at": None, "sent_total": 0, "failed_total": 0,
                 },
             ],

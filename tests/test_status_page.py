@@ -221,7 +221,7 @@ def test_channels_show_state_last_success_and_last_error(dom: Node) -> None:
     assert cell_text(telegram, "Sent / failed") == "3 / 7"
     email = rows[2]
     assert "off" in email.classes
-    assert cell_text(email, "Channel") == "emailSMTP_HOST is not set"
+    assert cell_text(email, "Channel") == "emailSMTP_SERVER is not set"
     assert cell_text(email, "Last success") == "never"
     assert cell_text(email, "Last error") == "none"
 

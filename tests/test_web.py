@@ -103,7 +103,7 @@ STATUS: dict[str, Any] = {
         {
             "name": "email",
             "enabled": False,
-            "why": "SMTP_HOST is not set",
+            "why": "SMTP_SERVER is not set",
             "last_success": None,
             "last_error": None,
             "last_error_at": None,
