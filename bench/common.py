@@ -94,14 +94,31 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int, tree: bool = True) -> float:
-    """utime + stime of pid (and, with tree, of its living descendants), in seconds."""
-    total = 0
+def cpu_times(pid: int, tree: bool = True) -> tuple[float, float]:
+    """(utime, stime) of pid (and, with tree, of its living descendants), in seconds."""
+    user = system = 0
     for each in [pid, *(descendants(pid) if tree else [])]:
         fields = _stat_fields(each)
         if fields is not None:
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pid: int, tree: bool = True) -> float:
+    """utime + stime of pid (and, with tree, of its living descendants), in seconds."""
+    return sum(cpu_times(pid, tree))
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return 0.0
+    values = [int(v) for v in fields[:8]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / CLK_TCK
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -127,10 +144,13 @@ def peak_rss_mib(pid: int, tree: bool = True) -> float:
 class CpuSample:
     wall: float
     cpu: float
+    user: float = 0.0
+    system: float = 0.0
 
 
 def sample_cpu(pid: int, tree: bool = True) -> CpuSample:
-    return CpuSample(time.monotonic(), cpu_seconds(pid, tree))
+    user, system = cpu_times(pid, tree)
+    return CpuSample(time.monotonic(), user + system, user, system)
 
 
 def cpu_between(start: CpuSample, end: CpuSample) -> tuple[float, float]:

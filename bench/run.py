@@ -48,6 +48,7 @@ from common import (
     cpu_between,
     http,
     http_json,
+    machine_busy_seconds,
     peak_rss_mib,
     percentile,
     raise_on_sigterm,
@@ -55,6 +56,7 @@ from common import (
     sample_cpu,
     wait_until,
 )
+from pyspy_top import render, summarise
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -106,6 +108,7 @@ class Context:
     farm: Farm
     telegram_port: int
     tools: dict[str, str | None] = field(default_factory=dict)
+    repeat: int = 0
 
 
 def free_port() -> int:
@@ -301,6 +304,7 @@ def steady_window(
     """Sample CPU of ``pid`` at the window's start and end, with the farm's window around it."""
     farm_start_window(ctx.farm, interval)
     farm_cpu0 = [sample_cpu(p, tree=False) for p in ctx.farm.pids()]
+    busy0 = machine_busy_seconds()
     cpu0 = sample_cpu(pid)
     end = time.monotonic() + ctx.args.duration
     while time.monotonic() < end:
@@ -308,11 +312,15 @@ def steady_window(
             tick()
         time.sleep(min(0.25, max(0.0, end - time.monotonic())))
     cpu1 = sample_cpu(pid)
+    busy1 = machine_busy_seconds()
     farm_cpu1 = [sample_cpu(p, tree=False) for p in ctx.farm.pids()]
     stats = farm_stats(ctx.farm)
     farm_cpu = sum(b.cpu - a.cpu for a, b in zip(farm_cpu0, farm_cpu1, strict=True))
     farm_wall = max((b.wall - a.wall for a, b in zip(farm_cpu0, farm_cpu1, strict=True)), default=1.0)
     stats["cpu_percent"] = round(100 * farm_cpu / farm_wall, 2)
+    # Everything busy on the machine (all cores, 200 % = both cores of a 2-core box): shows
+    # whether something besides the bench competed for the CPU during the window.
+    stats["machine_busy_percent"] = round(100 * (busy1 - busy0) / (cpu1.wall - cpu0.wall), 1)
     stats["cpu_ms_per_request"] = round(1000 * farm_cpu / stats["requests"], 4) if stats["requests"] else None
     return cpu0, cpu1, stats
 
@@ -331,12 +339,15 @@ def common_figures(
         "checks_per_second_achieved": round(checks / wall, 3) if wall else None,
         "farm_requests_per_second": round(farm["requests"] / farm["seconds"], 3) if farm["seconds"] else None,
         "cpu_seconds": round(cpu, 3),
+        "cpu_system_share": round((cpu1.system - cpu0.system) / cpu, 3) if cpu else None,
         "cpu_percent": round(100 * cpu / wall, 3) if wall else None,
         "cpu_ms_per_check": round(1000 * cpu / checks, 4) if checks else None,
         "peak_rss_mib": round(peak_rss_mib(pid), 2),
         "farm_observed": gaps,
         "farm_cpu_percent": farm["cpu_percent"],
         "farm_cpu_ms_per_request": farm["cpu_ms_per_request"],
+        "machine_busy_percent": farm["machine_busy_percent"],
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -347,6 +358,46 @@ def find_alert(ctx: Context, name: str, after: float) -> dict[str, Any] | None:
             found: dict[str, Any] = message
             return found
     return None
+
+
+def py_spy() -> str | None:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.is_file() else shutil.which("py-spy")
+
+
+def start_profiler(ctx: Context, pid: int, name: str) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """py-spy record over the steady window (--profile DIR); None when not asked for."""
+    args = ctx.args
+    if not args.profile:
+        return None
+    binary = py_spy()
+    if binary is None:
+        print("py-spy is not installed; to profile: .venv/bin/pip install py-spy", flush=True)
+        return None
+    args.profile.mkdir(parents=True, exist_ok=True)
+    out = args.profile / f"{name}.txt"
+    argv = [binary, "record", "--pid", str(pid), "--duration", str(max(1, int(args.duration)))]
+    argv += ["--rate", str(args.profile_rate), "--format", "raw", "--nonblocking", "-o", str(out)]
+    if args.profile_native:
+        argv.append("--native")
+    with (args.profile / f"{name}.log").open("wb") as log:
+        proc = ctx.children.start(argv, stdout=log, stderr=subprocess.STDOUT)
+    return proc, out
+
+
+def finish_profiler(
+    ctx: Context, profiler: tuple[subprocess.Popen[bytes], Path] | None
+) -> dict[str, Any] | None:
+    if profiler is None:
+        return None
+    proc, out = profiler
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=ctx.args.duration + 60)
+    ctx.children.stop(proc, grace=5)
+    if not out.is_file():
+        return {"file": str(out), "error": "py-spy wrote nothing (see the .log beside it)"}
+    summary = summarise(out.read_text(), top=12)
+    return {"file": str(out), **summary}
 
 
 def run_ours(ctx: Context, size: int, interval: float) -> dict[str, Any]:
@@ -380,18 +431,30 @@ def run_ours(ctx: Context, size: int, interval: float) -> dict[str, Any]:
         if args.alert and not do_alert:
             alert["skipped"] = f"bound {bound:g} s > --alert-max-wait {args.alert_max_wait:g} s"
         victim = size // 2
+        victim_port = ctx.farm.port_for(victim)
         flip_at = time.monotonic() + random.uniform(0.5, max(0.5, min(interval, args.duration / 4)))
         flipped: dict[str, Any] = {}
+        found: list[dict[str, Any]] = []
 
         def tick() -> None:
-            if do_alert and not flipped and time.monotonic() >= flip_at:
-                port_ = ctx.farm.port_for(victim)
-                answer = http_json("POST", f"http://127.0.0.1:{port_}/_fail/{victim}?mode=503")
-                flipped.update(answer or {"t": time.time()})
+            """Flip the victim at flip_at; once its DOWN message arrived, make it pass again."""
+            if not do_alert or found:
+                return
+            if not flipped:
+                if time.monotonic() >= flip_at:
+                    answer = http_json("POST", f"http://127.0.0.1:{victim_port}/_fail/{victim}?mode=503")
+                    flipped.update(answer or {"t": time.time()})
+                return
+            message = find_alert(ctx, target_name(victim), float(flipped["t"]))
+            if message is not None:
+                found.append(message)
+                http("POST", f"http://127.0.0.1:{victim_port}/_ok/{victim}")
 
         status0 = http_json("GET", status_url, timeout=30)
         log_bytes0 = log_path.stat().st_size
+        profiler = start_profiler(ctx, proc.pid, f"ours-{size}-{ctx.repeat}")
         cpu0, cpu1, farm = steady_window(ctx, proc.pid, size, interval, tick)
+        profile = finish_profiler(ctx, profiler)
         status1 = http_json("GET", status_url, timeout=30)
         log_bytes1 = log_path.stat().st_size
         if status0 is None or status1 is None:
@@ -402,20 +465,19 @@ def run_ours(ctx: Context, size: int, interval: float) -> dict[str, Any]:
         if do_alert:
             tick()  # a window shorter than the flip delay still flips
             flip_t = float(flipped["t"])
-            deadline = time.monotonic() + max(0.0, flip_t + bound + 2.0 - time.time())
-            message = None
-            while message is None and time.monotonic() < deadline:
-                message = find_alert(ctx, target_name(victim), flip_t)
-                if message is None:
-                    time.sleep(0.2)
+            while True:  # poll at least once, until the bound + 2 s has passed
+                tick()
+                if found or time.time() > flip_t + bound + 2.0:
+                    break
+                time.sleep(0.2)
             alert["target"] = target_name(victim)
-            if message is None:
+            if not found:
                 alert["latency_seconds"] = None
                 alert["note"] = f"no DOWN message within bound + 2 s ({bound + 2:g} s)"
+                http("POST", f"http://127.0.0.1:{victim_port}/_ok/{victim}")
             else:
-                alert["latency_seconds"] = round(float(message["t"]) - flip_t, 3)
+                alert["latency_seconds"] = round(float(found[0]["t"]) - flip_t, 3)
                 alert["within_bound"] = alert["latency_seconds"] <= bound
-            http("POST", f"http://127.0.0.1:{ctx.farm.port_for(victim)}/_ok/{victim}")
         result.update(
             {
                 "system": "ours",
@@ -429,6 +491,8 @@ def run_ours(ctx: Context, size: int, interval: float) -> dict[str, Any]:
                 "alert": alert,
             }
         )
+        if profile is not None:
+            result["profile"] = profile
     finally:
         code, stop_seconds = ctx.children.stop(proc, grace=15)
     result["exit_code"] = code
@@ -609,11 +673,57 @@ def ratio(ours: float | None, peer: float | None) -> str:
     return f"{ours / peer:.2f}×"
 
 
+def _cost(result: dict[str, Any]) -> float:
+    value = result.get("cpu_ms_per_check")
+    if value is None:
+        value = result.get("cpu_percent")
+    return float(value) if value is not None else math.inf
+
+
+def representative(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (size, interval, system): the median run by CPU cost, with the others' range.
+
+    A single run is its own representative; skipped and failed runs stand only when nothing of
+    that kind ran."""
+    groups: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault((result.get("size"), result.get("interval"), result["system"]), []).append(result)
+    rows = []
+    for runs in groups.values():
+        good = sorted((r for r in runs if "skipped" not in r and "error" not in r), key=_cost)
+        if not good:
+            rows.append(runs[0])
+            continue
+        row = dict(good[(len(good) - 1) // 2])
+        if len(good) > 1:
+            costs = [r["cpu_ms_per_check"] for r in good if r.get("cpu_ms_per_check") is not None]
+            row["runs"] = len(good)
+            row["cpu_ms_per_check_range"] = [min(costs), max(costs)] if costs else None
+            row["cpu_percent_range"] = [
+                min(r["cpu_percent"] for r in good),
+                max(r["cpu_percent"] for r in good),
+            ]
+            lats = [
+                r["alert"]["latency_seconds"] for r in good if (r.get("alert") or {}).get("latency_seconds")
+            ]
+            if lats:
+                row["alert_latency_range"] = [min(lats), max(lats)]
+        rows.append(row)
+    return rows
+
+
+def with_range(value: Any, span: list[float] | None, digits: int) -> str:
+    text = fmt(value, digits)
+    if span and span[0] != span[1]:
+        text += f" ({fmt(span[0], digits)}–{fmt(span[1], digits)})"
+    return text
+
+
 def table(results: list[dict[str, Any]]) -> str:
     head = (
         "| targets | interval s | system | checks/s required | achieved | sched lag p50 / p99 / max s "
         "| missed | farm-seen late p99 s | missed (farm) | CPU % | CPU ms/check | peak RSS MiB "
-        "| alert latency s (bound) |"
+        "| alert latency s (bound) | machine busy % |"
     )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -636,8 +746,10 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {fmt(r['checks_per_second_required'], 1)} | {fmt(r['checks_per_second_achieved'], 1)} "
             f"| {lag_text} | {fmt(r.get('missed_checks'))} "
             f"| {fmt(seen['late_p99'], 3)} | {fmt(seen['missed'])} "
-            f"| {fmt(r['cpu_percent'], 2)} | {fmt(r['cpu_ms_per_check'], 3)} | {fmt(r['peak_rss_mib'], 1)} "
-            f"| {alert_text} |"
+            f"| {with_range(r['cpu_percent'], r.get('cpu_percent_range'), 2)} "
+            f"| {with_range(r['cpu_ms_per_check'], r.get('cpu_ms_per_check_range'), 3)} "
+            f"| {fmt(r['peak_rss_mib'], 1)} "
+            f"| {alert_text} | {fmt(r.get('machine_busy_percent'), 0)} |"
         )
     return "\n".join(rows)
 
@@ -728,10 +840,23 @@ def report(document: dict[str, Any]) -> str:
     farm_cpus = [r["farm_cpu_percent"] for r in document["results"] if "farm_cpu_percent" in r]
     if farm_cpus:
         lines.append(f"Farm CPU during the runs: at most {fmt(max(farm_cpus), 1)} % of one core.")
-    lines += ["", table(document["results"]), "", ratio_table(document["results"]), ""]
-    goal_lines = goals(document["results"])
+    rows = representative(document["results"])
+    if any(r.get("runs", 1) > 1 for r in rows):
+        lines.append("Each row is the median of its runs by CPU cost; (min–max) over the runs in brackets.")
+    lines += ["", table(rows), "", ratio_table(rows), ""]
+    goal_lines = goals(rows)
     if goal_lines:
         lines += ["Issue #5 targets (reported, not asserted):", *(f"- {line}" for line in goal_lines), ""]
+    for r in document["results"]:
+        profile = r.get("profile")
+        if profile and "samples" in profile:
+            lines += [
+                f"Profile of ours, {r['size']:,} targets @ {r['interval']:g} s (py-spy, {profile['file']}):",
+                "```",
+                render(profile),
+                "```",
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -776,6 +901,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="also write the results as JSON (default path: bench/results/bench-<time>.json)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run every size and system N times, interleaved; report medians"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy record our monitor over each window into DIR (CPU figures of such runs are inflated)",
+    )
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--profile-native", action="store_true", help="py-spy --native (C frames too)")
     parser.add_argument("--monitor", type=Path, default=ROOT / "monitor_server.py")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the working directory (configs, logs)")
     args = parser.parse_args(argv)
@@ -798,6 +934,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"--peers: unknown peer {unknown[0]!r} (known: {', '.join(PEERS)}, none)")
     args.peer_list = peers
+    if not 1 <= args.repeat <= 20:
+        parser.error("--repeat: from 1 to 20")
     return args
 
 
@@ -832,20 +970,28 @@ def main(argv: list[str] | None = None) -> int:
             document["farm_ceiling"] = farm_ceiling(ctx)
             print(f"farm ceiling: {json.dumps(document['farm_ceiling'])}", flush=True)
         runners = {"ours": run_ours, "blackbox": run_blackbox, "monit": run_monit}
-        for size, interval in zip(args.sizes, args.intervals, strict=True):
-            for system in ["ours", *args.peer_list]:
-                print(f"running {system}: {size:,} targets every {interval:g} s ...", flush=True)
-                try:
-                    result = runners[system](ctx, size, interval)
-                except Exception as exc:
-                    result = {"system": system, "error": f"{type(exc).__name__}: {exc}"}
-                    failed = failed or system == "ours"
-                result.setdefault("size", size)
-                result.setdefault("interval", interval)
-                results.append(result)
-                brief = {k: v for k, v in result.items() if k not in ("farm_observed", "driver")}
-                print(f"  {json.dumps(brief)}", flush=True)
-                time.sleep(1.0)
+        plan = [
+            (repeat, size, interval, system)
+            for repeat in range(args.repeat)
+            for size, interval in zip(args.sizes, args.intervals, strict=True)
+            for system in ["ours", *args.peer_list]
+        ]
+        for repeat, size, interval, system in plan:
+            ctx.repeat = repeat
+            round_text = f" (round {repeat + 1} of {args.repeat})" if args.repeat > 1 else ""
+            print(f"running {system}: {size:,} targets every {interval:g} s{round_text} ...", flush=True)
+            try:
+                result = runners[system](ctx, size, interval)
+            except Exception as exc:
+                result = {"system": system, "error": f"{type(exc).__name__}: {exc}"}
+                failed = failed or system == "ours"
+            result.setdefault("size", size)
+            result.setdefault("interval", interval)
+            result["repeat"] = repeat
+            results.append(result)
+            brief = {k: v for k, v in result.items() if k not in ("farm_observed", "driver", "profile")}
+            print(f"  {json.dumps(brief)}", flush=True)
+            time.sleep(1.0)
         text = report(document)
         print("\n" + text, flush=True)
         if args.json:
