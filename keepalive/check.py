@@ -32,8 +32,16 @@ class CheckResult:
     at: float  # wall-clock time the check started (epoch seconds)
 
 
+def printable(text: str) -> str:
+    """``text`` safe to log, store and send: control characters become spaces and lone
+    surrogates (legal in JSON, not encodable as UTF-8) become U+FFFD."""
+    return "".join(
+        " " if ch < " " or ch == "\x7f" else "\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text
+    )
+
+
 def _status_reason(value: object) -> str:
-    shown = value if isinstance(value, str) else json.dumps(value)
+    shown = printable(value) if isinstance(value, str) else json.dumps(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f'status is "{shown}"' if isinstance(value, str) else f"status is {shown}"

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import resource
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -223,8 +224,23 @@ def serve(settings: Settings) -> int:
     from keepalive.outbox import DeliveryWorker, Outbox
 
     raise_fd_limit()
-    events = EventLog(settings.events_file)
-    outbox = Outbox(settings.state_dir, group_wait=GROUP_WAIT)
+    try:
+        events = EventLog(settings.events_file)
+    except OSError as exc:
+        print(
+            f"error: MONITOR_EVENTS_FILE={str(settings.events_file)!r} cannot be written: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        outbox = Outbox(settings.state_dir, group_wait=GROUP_WAIT)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        print(
+            f"error: MONITOR_STATE_DIR={str(settings.state_dir)!r} cannot be used: {reason}", file=sys.stderr
+        )
+        events.close()
+        return EXIT_CONFIG
     notifiers = build_notifiers(settings)
     worker = DeliveryWorker(outbox, notifiers, events, settings.digest_after)
     monitor = Monitor(
@@ -248,9 +264,10 @@ def serve(settings: Settings) -> int:
         def on_reload() -> None:
             try:
                 new = load_settings()
-            except ConfigError as exc:
-                log.error("reload rejected, keeping the running configuration: %s", exc)
-                events.emit("config_reload_failed", error=str(exc))
+            except Exception as exc:  # ConfigError, or anything unforeseen: never fatal here
+                error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+                log.error("reload rejected, keeping the running configuration: %s", error)
+                events.emit("config_reload_failed", error=error)
                 return
             monitor.reload(new)
 

@@ -216,7 +216,17 @@ def read_environment(environ: Mapping[str, str] | None = None, root: Path = ROOT
     dotenv_path = root / ".env" if env_file is None else (_path(root, env_file) if env_file else None)
     values = dict(DEFAULTS)
     if dotenv_path is not None and dotenv_path.is_file():
-        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        try:
+            loaded = dotenv_values(dotenv_path)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"MONITOR_ENV_FILE={str(dotenv_path)!r} is invalid: not UTF-8 text (byte {exc.start})"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"MONITOR_ENV_FILE={str(dotenv_path)!r} cannot be read: {exc.strerror}"
+            ) from None
+        values.update({k: v for k, v in loaded.items() if v is not None})
     values.update({k: v for k, v in env.items() if k in DEFAULTS})
     return {k: v.strip() for k, v in values.items()}
 

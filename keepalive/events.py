@@ -35,20 +35,23 @@ class EventLog:
         self.recent: list[dict[str, Any]] = []  # bounded, for tests and the status page
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = path.open("a", encoding="utf-8")
+            # backslashreplace: a lone surrogate is written as its JSON escape instead of
+            # failing the write (and everything after it in the caller).
+            self._handle = path.open("a", encoding="utf-8", errors="backslashreplace")
 
     def emit(self, event: str, **fields: Any) -> None:
-        record = {"ts": iso(self._clock()), "event": event, **fields}
-        line = scrub(json.dumps(record, ensure_ascii=False, default=str))
-        with self._lock:
-            self.recent.append(json.loads(line))
-            del self.recent[:-200]
-            if self._handle is not None:
-                try:
+        """Write one event. Never raises: losing an event line must not cost an alert."""
+        try:
+            record = {"ts": iso(self._clock()), "event": event, **fields}
+            line = scrub(json.dumps(record, ensure_ascii=False, default=str))
+            with self._lock:
+                self.recent.append(record)
+                del self.recent[:-200]
+                if self._handle is not None:
                     self._handle.write(line + "\n")
                     self._handle.flush()
-                except OSError as exc:  # a full disk must not stop the monitor
-                    log.error("events file write failed path=%s error=%s", self._path, exc)
+        except Exception as exc:  # a full disk, say
+            log.error("events file write failed path=%s event=%s error=%s", self._path, event, exc)
 
     def close(self) -> None:
         with self._lock:

@@ -44,6 +44,10 @@ STARTUP_RAMP_RATE = 200.0
 # State-file writes are coalesced to at most one a second; alerts never wait for that.
 STATE_SAVE_EVERY = 1.0
 LAG_SAMPLES = 20_000
+OUTBOX_FIGURES_EVERY = 1.0
+# /api/status and /metrics build one document for every target; with thousands of targets that
+# is real work on the event loop, so a document is reused for this long.
+STATUS_CACHE_SECONDS = 1.0
 
 
 class OutboxLike(Protocol):
@@ -57,6 +61,7 @@ class WorkerLike(Protocol):
     def wake(self) -> None: ...
     def stop(self, timeout: float) -> None: ...
     def set_notifiers(self, notifiers: Sequence[Notifier]) -> None: ...
+    def set_digest_after(self, digest_after: int) -> None: ...
     def channel_stats(self) -> dict[str, dict[str, Any]]: ...
 
 
@@ -160,6 +165,11 @@ class Monitor:
         self._sem: asyncio.Semaphore | None = None
         self._last_progress = 0.0
         self._last_save = 0.0
+        # Outbox figures are read by a background task: SQLite (and its lock, held by a
+        # delivery thread during an fsync) stays off the event loop.
+        self._outbox_depth = 0
+        self._outbox_oldest: float | None = None
+        self._status_cache: dict[bool, tuple[float, dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -178,6 +188,7 @@ class Monitor:
         self.worker.start()
         self._schedule(list(self.runtimes.values()))
         flusher = loop.create_task(self._flush_loop(), name="flush")
+        watcher = loop.create_task(self._watch_outbox(), name="outbox-figures")
         heartbeat = self._start_heartbeat(stop)
         self.events.emit(
             "monitor_started",
@@ -199,6 +210,7 @@ class Monitor:
         try:
             await stop.wait()
         finally:
+            watcher.cancel()
             await self._shutdown(flusher, heartbeat, runner)
 
     async def _shutdown(
@@ -445,6 +457,11 @@ class Monitor:
 
     async def _save_state(self) -> None:
         assert self._loop is not None
+        if self._pending:
+            # These alerts' states say "announced" but the outbox does not hold them yet: the
+            # state file must never run ahead of the outbox, or a crash would lose them.
+            self._state_dirty = True
+            return
         self._state_dirty = False
         self._last_save = self._loop.time()
         records = {name: rt.record() for name, rt in self.runtimes.items()}
@@ -491,10 +508,23 @@ class Monitor:
         self._schedule(added)
         self.notifiers = list(self._notifier_factory(settings))
         self.worker.set_notifiers(self.notifiers)
+        self.worker.set_digest_after(settings.digest_after)
+        if settings.max_concurrency != old.max_concurrency:
+            # Checks in flight finish under the old bound; every new one takes the new one.
+            self._sem = asyncio.Semaphore(settings.max_concurrency)
+        for name, before, after in (
+            ("MONITOR_STATE_DIR", old.state_dir, settings.state_dir),
+            ("MONITOR_EVENTS_FILE", old.events_file, settings.events_file),
+            (
+                "MONITOR_HTTP_HOST/PORT",
+                (old.http_host, old.http_port),
+                (settings.http_host, settings.http_port),
+            ),
+        ):
+            if before != after:
+                log.warning("%s changed: takes effect after a restart", name)
         self._state_dirty = True
         self._wake.set()
-        if (old.http_host, old.http_port) != (settings.http_host, settings.http_port):
-            log.warning("MONITOR_HTTP_HOST/PORT changes take effect after a restart")
         self.events.emit(
             "config_reloaded",
             targets=len(self.runtimes),
@@ -540,10 +570,20 @@ class Monitor:
             counts[rt.state.status.value] += 1
         return counts
 
+    async def _watch_outbox(self) -> None:
+        def read() -> tuple[int, float | None]:
+            return self.outbox.depth(), self.outbox.oldest_pending_created()
+
+        while True:
+            try:
+                self._outbox_depth, self._outbox_oldest = await asyncio.to_thread(read)
+            except Exception as exc:
+                log.error("reading the outbox figures failed: %s", exc)
+            await asyncio.sleep(OUTBOX_FIGURES_EVERY)
+
     def _outbox_figures(self) -> tuple[int, float | None]:
-        depth = self.outbox.depth()
-        oldest = self.outbox.oldest_pending_created()
-        return depth, None if oldest is None else round(max(0.0, self.clock() - oldest), 3)
+        oldest = self._outbox_oldest
+        return self._outbox_depth, None if oldest is None else round(max(0.0, self.clock() - oldest), 3)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         progressing = self.is_progressing()
@@ -563,6 +603,15 @@ class Monitor:
         }
 
     def status(self, include_history: bool = True) -> dict[str, Any]:
+        now = time.monotonic()
+        cached = self._status_cache.get(include_history)
+        if cached is not None and now - cached[0] < STATUS_CACHE_SECONDS:
+            return cached[1]
+        document = self._build_status(include_history)
+        self._status_cache[include_history] = (now, document)
+        return document
+
+    def _build_status(self, include_history: bool) -> dict[str, Any]:
         counts = self._counts()
         depth, oldest = self._outbox_figures()
         lags = sorted(self._lags)

@@ -329,6 +329,7 @@ class DeliveryWorker(threading.Thread):
     MAX_WAIT = 60.0  # re-examine the queues at least this often (clock changes, lost wake-ups)
     ERROR_PAUSE = 5.0  # after a database error, leave the queue alone this long
     PRUNE_EVERY = 3600.0
+    MAX_UNEXPECTED = 5  # attempts that end in an unexpected exception before giving up
 
     def __init__(
         self,
@@ -402,6 +403,13 @@ class DeliveryWorker(threading.Thread):
                 self._stats.setdefault(channel, _fresh_stats())
         self._wakeup.set()
 
+    def set_digest_after(self, digest_after: int) -> None:
+        """Apply a reloaded DIGEST_AFTER."""
+        with self._lock:
+            self._digest_after = max(1, digest_after)
+            self._batch = max(self._batch, self._digest_after + 1)
+        self._wakeup.set()
+
     def channel_stats(self) -> dict[str, dict[str, Any]]:
         """Per channel: last_success, last_error, last_error_at, sent_total, failed_total
         (totals count alerts, since this worker started)."""
@@ -434,6 +442,10 @@ class DeliveryWorker(threading.Thread):
         for channel, recipient, next_try in self._outbox.queues(notifiers):
             if self._stopping.is_set():
                 break
+            if recipient not in notifiers[channel].recipients():
+                # Removed from the settings by a reload: never message it again. Its deliveries
+                # stay pending (visible in the outbox figures) in case it is added back.
+                continue
             queue = (channel, recipient)
             resume = max(next_try - now, self._paused.get(queue, 0.0) - time.monotonic())
             if resume > 0:
@@ -489,10 +501,23 @@ class DeliveryWorker(threading.Thread):
         batch = [d for d in batch if d.key not in owed]
         if not batch or batch[0].next_try > self._clock():
             return
-        messages = [batch] if len(batch) > self._digest_after else [[d] for d in batch]
+        messages = self._split(notifier, batch) if len(batch) > self._digest_after else [[d] for d in batch]
         for message in messages:
             if self._stopping.is_set() or not self._send(notifier, channel, recipient, message):
                 return
+
+    @staticmethod
+    def _split(notifier: Notifier, batch: list[Delivery]) -> list[list[Delivery]]:
+        """Digests that each name every alert they carry: a channel with a length limit says
+        how many fit (``digest_capacity``); the rest go in the next digest."""
+        capacity = getattr(notifier, "digest_capacity", None)
+        messages: list[list[Delivery]] = []
+        rest = batch
+        while rest:
+            fits = len(rest) if capacity is None else max(1, int(capacity([d.alert for d in rest])))
+            messages.append(rest[:fits])
+            rest = rest[fits:]
+        return messages
 
     def _send(self, notifier: Notifier, channel: str, recipient: str, message: list[Delivery]) -> bool:
         """Send one message; record the outcome. True when it was accepted."""
@@ -521,7 +546,12 @@ class DeliveryWorker(threading.Thread):
             # A bug in a channel must cost one retry, not the delivery thread.
             reason = scrub(f"{type(exc).__name__}: {exc}")
             log.error("notifier raised unexpectedly channel=%s\n%s", channel, scrub(traceback.format_exc()))
-            self._retry(keys, fields, reason, None, attempt)
+            if attempt >= self.MAX_UNEXPECTED:
+                # The same message failing the same way is not going to heal, and it blocks
+                # every later alert to this recipient: record it failed instead.
+                self._failed(keys, fields, f"internal error: {reason}")
+            else:
+                self._retry(keys, fields, reason, None, attempt)
             return False
         now = self._clock()
         recorded = True

@@ -12,7 +12,7 @@ state and the alert to raise, if any. That makes every rule testable one step at
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -44,7 +44,17 @@ class TargetState:
     last_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out rather than dataclasses.asdict: several times faster, and the state file
+        # snapshots every target.
+        return {
+            "status": self.status.value,
+            "failures": self.failures,
+            "outage_failures": self.outage_failures,
+            "successes": self.successes,
+            "since": self.since,
+            "alerts_raised": self.alerts_raised,
+            "last_reason": self.last_reason,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetState:

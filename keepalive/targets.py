@@ -129,6 +129,8 @@ def load_targets_file(path: Path, base: dict[str, Any]) -> tuple[Target, ...]:
         raise ConfigError(f"MONITOR_TARGETS_FILE={str(path)!r} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: not UTF-8 text (byte {exc.start})") from None
 
     unknown = sorted(set(data) - {"defaults", "targets"})
     if unknown:

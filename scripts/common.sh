@@ -113,14 +113,23 @@ read_pid_file() {
     return 0
 }
 
-# True when PID is a live (not zombie) process whose arguments include SCRIPT exactly.
+# True when PID is a live (not zombie) Python process running SCRIPT: its argv[0] is a python
+# interpreter and its first non-option argument is SCRIPT exactly. (Merely mentioning the path,
+# as `tail -f .../monitor_server.py` or an editor does, is not enough.)
 _runs_script() {
-    local pid="$1" script="$2" state arg
+    local pid="$1" script="$2" state arg first=1
     [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
     state="$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" || return 1
     [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]] || return 1
     while IFS= read -r -d '' arg; do
-        [[ "$arg" == "$script" ]] && return 0
+        if ((first)); then
+            [[ "${arg##*/}" == python* ]] || return 1
+            first=0
+            continue
+        fi
+        [[ "$arg" == -* ]] && continue
+        [[ "$arg" == "$script" ]]
+        return
     done <"/proc/$pid/cmdline" 2>/dev/null
     return 1
 }

@@ -86,9 +86,11 @@ class MonitorProcess:
     def events(self, name: str | None = None, **match: Any) -> list[dict[str, Any]]:
         """Events written so far, optionally only those named ``name`` with fields equal to ``match``."""
         try:
-            lines = self.events_path.read_text().splitlines()
+            text = self.events_path.read_text()
         except FileNotFoundError:
             return []
+        # The monitor may be writing the last line right now: only whole lines count.
+        lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
         found = []
         for line in lines:
             if not line.strip():

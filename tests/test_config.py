@@ -81,32 +81,78 @@ def test_effective_settings_mask_secrets(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("CHECK_INTERVAL_SECONDS", "abc", "CHECK_INTERVAL_SECONDS='abc' is invalid: expected a number of seconds >= 0.1"),
-        ("CHECK_INTERVAL_SECONDS", "0.05", "CHECK_INTERVAL_SECONDS='0.05' is invalid: expected a number of seconds >= 0.1"),
-        ("CHECK_INTERVAL_SECONDS", "nan", "CHECK_INTERVAL_SECONDS='nan' is invalid: expected a number of seconds >= 0.1"),
+        (
+            "CHECK_INTERVAL_SECONDS",
+            "abc",
+            "CHECK_INTERVAL_SECONDS='abc' is invalid: expected a number of seconds >= 0.1",
+        ),
+        (
+            "CHECK_INTERVAL_SECONDS",
+            "0.05",
+            "CHECK_INTERVAL_SECONDS='0.05' is invalid: expected a number of seconds >= 0.1",
+        ),
+        (
+            "CHECK_INTERVAL_SECONDS",
+            "nan",
+            "CHECK_INTERVAL_SECONDS='nan' is invalid: expected a number of seconds >= 0.1",
+        ),
         ("FAILURE_THRESHOLD", "0", "FAILURE_THRESHOLD='0' is invalid: expected an integer >= 1"),
         ("FAILURE_THRESHOLD", "2.5", "FAILURE_THRESHOLD='2.5' is invalid: expected an integer >= 1"),
         ("REQUEST_TIMEOUT", "-1", "REQUEST_TIMEOUT='-1' is invalid: expected a number of seconds >= 0.01"),
         ("REPEAT_ALERTS", "maybe", "REPEAT_ALERTS='maybe' is invalid: expected true or false"),
         ("SUCCESS_THRESHOLD", "x", "SUCCESS_THRESHOLD='x' is invalid: expected an integer >= 1"),
         ("DIGEST_AFTER", "0", "DIGEST_AFTER='0' is invalid: expected an integer >= 1"),
-        ("HEALTH_CHECK_URL", "ftp://host/health", "HEALTH_CHECK_URL='ftp://host/health' is invalid: expected an http:// or https:// URL"),
-        ("HEALTH_CHECK_URL", "http:///health", "HEALTH_CHECK_URL='http:///health' is invalid: the URL has no host"),
-        ("HEARTBEAT_URL", "hc-ping.com/abc", "HEARTBEAT_URL='hc-ping.com/abc' is invalid: expected an http:// or https:// URL"),
-        ("TELEGRAM_BOT_TOKEN", "not-a-token", "TELEGRAM_BOT_TOKEN=*** (set) is invalid: expected a token from BotFather like 123456789:AAE..."),
-        ("TELEGRAM_CHAT_ID", "12,abc", "TELEGRAM_CHAT_ID='abc' is invalid: expected numeric chat ids (or @channelname), comma-separated"),
-        ("TELEGRAM_API_URL", "api.telegram.org", "TELEGRAM_API_URL='api.telegram.org' is invalid: expected an http:// or https:// URL"),
+        (
+            "HEALTH_CHECK_URL",
+            "ftp://host/health",
+            "HEALTH_CHECK_URL='ftp://host/health' is invalid: expected an http:// or https:// URL",
+        ),
+        (
+            "HEALTH_CHECK_URL",
+            "http:///health",
+            "HEALTH_CHECK_URL='http:///health' is invalid: the URL has no host",
+        ),
+        (
+            "HEARTBEAT_URL",
+            "hc-ping.com/abc",
+            "HEARTBEAT_URL='hc-ping.com/abc' is invalid: expected an http:// or https:// URL",
+        ),
+        (
+            "TELEGRAM_BOT_TOKEN",
+            "not-a-token",
+            "TELEGRAM_BOT_TOKEN=*** (set) is invalid: expected a token from BotFather like 123456789:AAE...",
+        ),
+        (
+            "TELEGRAM_CHAT_ID",
+            "12,abc",
+            "TELEGRAM_CHAT_ID='abc' is invalid: expected numeric chat ids (or @channelname), comma-separated",
+        ),
+        (
+            "TELEGRAM_API_URL",
+            "api.telegram.org",
+            "TELEGRAM_API_URL='api.telegram.org' is invalid: expected an http:// or https:// URL",
+        ),
         ("SMTP_PORT", "70000", "SMTP_PORT='70000' is invalid: expected an integer from 1 to 65535"),
         ("SMTP_SECURITY", "tls", "SMTP_SECURITY='tls' is invalid: expected one of starttls, ssl, none"),
-        ("EMAIL_RECIPIENT", "ops@x.test,nobody", "EMAIL_RECIPIENT='nobody' is invalid: expected e-mail addresses, comma-separated"),
+        (
+            "EMAIL_RECIPIENT",
+            "ops@x.test,nobody",
+            "EMAIL_RECIPIENT='nobody' is invalid: expected e-mail addresses, comma-separated",
+        ),
         ("EMAIL_SENDER", "monitor", "EMAIL_SENDER='monitor' is invalid: expected an e-mail address"),
         ("MONITOR_HTTP_PORT", "-1", "MONITOR_HTTP_PORT='-1' is invalid: expected an integer from 0 to 65535"),
-        ("MONITOR_HTTP_HOST", "", "MONITOR_HTTP_HOST='' is invalid: expected an address to listen on, such as 127.0.0.1"),
+        (
+            "MONITOR_HTTP_HOST",
+            "",
+            "MONITOR_HTTP_HOST='' is invalid: expected an address to listen on, such as 127.0.0.1",
+        ),
         ("MONITOR_MAX_CONCURRENCY", "0", "MONITOR_MAX_CONCURRENCY='0' is invalid: expected an integer >= 1"),
         ("MONITOR_TARGETS_FILE", "missing.toml", "is invalid: the file does not exist"),
     ],
 )
-def test_each_bad_setting_gives_one_line_naming_it(tmp_path: Path, name: str, value: str, message: str) -> None:
+def test_each_bad_setting_gives_one_line_naming_it(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         settings_from(tmp_path, **{name: value})
     text = str(info.value)
@@ -130,3 +176,16 @@ def test_every_setting_is_documented_in_env_example() -> None:
     example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
     for name in DEFAULTS:
         assert f"{name}=" in example, name
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"FAILURE_THRESHOLD=3\nNAME=\xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"MONITOR_ENV_FILE='.*\.env' is invalid: not UTF-8 text"):
+        load_settings({}, root=tmp_path)
+
+
+def test_a_targets_file_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_bytes(b'[[targets]]\nname = "\xff"\n')
+    with pytest.raises(ConfigError, match="invalid TOML: not UTF-8 text"):
+        settings_from(tmp_path, MONITOR_TARGETS_FILE=str(path))

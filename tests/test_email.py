@@ -45,7 +45,11 @@ def mail_notifier(port: int, **options: Any) -> EmailNotifier:
 
 @pytest.mark.parametrize(
     ("kind", "subject"),
-    [(AlertKind.DOWN, "[DOWN] api"), (AlertKind.RECOVERED, "[RECOVERED] api"), (AlertKind.TEST, "[TEST] api")],
+    [
+        (AlertKind.DOWN, "[DOWN] api"),
+        (AlertKind.RECOVERED, "[RECOVERED] api"),
+        (AlertKind.TEST, "[TEST] api"),
+    ],
 )
 def test_a_single_alerts_subject_names_its_state_and_target(kind: AlertKind, subject: str) -> None:
     assert build_message([make_alert("api", kind)], SENDER, OPS)["Subject"] == subject
@@ -150,7 +154,9 @@ def failing_factory(error: BaseException) -> Callable[..., StubSMTP]:
     return factory
 
 
-def stubbed(stub: StubSMTP | None = None, factory: Callable[..., StubSMTP] | None = None, **options: Any) -> EmailNotifier:
+def stubbed(
+    stub: StubSMTP | None = None, factory: Callable[..., StubSMTP] | None = None, **options: Any
+) -> EmailNotifier:
     chosen = factory or stub_factory(stub or StubSMTP())
     values: dict[str, Any] = {"security": "starttls", "timeout": 20.0, "smtp_factory": chosen}
     values.update(options)
@@ -166,28 +172,74 @@ def failure(notifier: EmailNotifier) -> NotifyError:
 @pytest.mark.parametrize(
     ("step", "error", "reason", "permanent"),
     [
-        ("login", smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication credentials invalid"),
-         "authentication failed: 535 5.7.8 Authentication credentials invalid", True),
-        ("send_message", smtplib.SMTPRecipientsRefused({OPS: (550, b"5.1.1 User unknown")}),
-         "recipient refused: 550 5.1.1 User unknown", True),
-        ("send_message", smtplib.SMTPRecipientsRefused({OPS: (450, b"4.2.0 Mailbox busy")}),
-         "recipient refused: 450 4.2.0 Mailbox busy", False),
-        ("send_message", smtplib.SMTPSenderRefused(553, b"5.7.1 Sender not allowed", SENDER),
-         "sender refused: 553 5.7.1 Sender not allowed", True),
-        ("send_message", smtplib.SMTPSenderRefused(451, b"4.3.0 Try later", SENDER),
-         "sender refused: 451 4.3.0 Try later", False),
-        ("send_message", smtplib.SMTPDataError(451, b"4.7.1 Greylisted"),
-         "message refused: 451 4.7.1 Greylisted", False),
-        ("send_message", smtplib.SMTPDataError(554, b"5.7.1 Looks like spam"),
-         "message refused: 554 5.7.1 Looks like spam", True),
-        ("send_message", smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
-         "server disconnected: Connection unexpectedly closed", False),
-        ("starttls", smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."),
-         "SMTPNotSupportedError: STARTTLS extension not supported by server.", False),
+        (
+            "login",
+            smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication credentials invalid"),
+            "authentication failed: 535 5.7.8 Authentication credentials invalid",
+            True,
+        ),
+        (
+            "send_message",
+            smtplib.SMTPRecipientsRefused({OPS: (550, b"5.1.1 User unknown")}),
+            "recipient refused: 550 5.1.1 User unknown",
+            True,
+        ),
+        (
+            "send_message",
+            smtplib.SMTPRecipientsRefused({OPS: (450, b"4.2.0 Mailbox busy")}),
+            "recipient refused: 450 4.2.0 Mailbox busy",
+            False,
+        ),
+        (
+            "send_message",
+            smtplib.SMTPSenderRefused(553, b"5.7.1 Sender not allowed", SENDER),
+            "sender refused: 553 5.7.1 Sender not allowed",
+            True,
+        ),
+        (
+            "send_message",
+            smtplib.SMTPSenderRefused(451, b"4.3.0 Try later", SENDER),
+            "sender refused: 451 4.3.0 Try later",
+            False,
+        ),
+        (
+            "send_message",
+            smtplib.SMTPDataError(451, b"4.7.1 Greylisted"),
+            "message refused: 451 4.7.1 Greylisted",
+            False,
+        ),
+        (
+            "send_message",
+            smtplib.SMTPDataError(554, b"5.7.1 Looks like spam"),
+            "message refused: 554 5.7.1 Looks like spam",
+            True,
+        ),
+        (
+            "send_message",
+            smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
+            "server disconnected: Connection unexpectedly closed",
+            False,
+        ),
+        (
+            "starttls",
+            smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."),
+            "SMTPNotSupportedError: STARTTLS extension not supported by server.",
+            False,
+        ),
         ("send_message", TimeoutError("timed out"), "timeout after 20 s", False),
     ],
-    ids=["535", "550-rcpt", "450-rcpt", "553-sender", "451-sender", "451-data", "554-data", "disconnect",
-         "no-starttls", "timeout"],
+    ids=[
+        "535",
+        "550-rcpt",
+        "450-rcpt",
+        "553-sender",
+        "451-sender",
+        "451-data",
+        "554-data",
+        "disconnect",
+        "no-starttls",
+        "timeout",
+    ],
 )
 def test_each_smtp_error_is_classified_with_the_servers_text(
     step: str, error: BaseException, reason: str, permanent: bool
@@ -206,7 +258,10 @@ def test_each_smtp_error_is_classified_with_the_servers_text(
         (ConnectionRefusedError(111, "Connection refused"), "connection refused"),
         (TimeoutError("timed out"), "timeout after 20 s"),
         (OSError(101, "Network is unreachable"), "OSError: [Errno 101] Network is unreachable"),
-        (smtplib.SMTPConnectError(421, b"4.7.0 Too many connections"), "SMTP error: 421 4.7.0 Too many connections"),
+        (
+            smtplib.SMTPConnectError(421, b"4.7.0 Too many connections"),
+            "SMTP error: 421 4.7.0 Too many connections",
+        ),
     ],
     ids=["refused", "timeout", "unreachable", "421-greeting"],
 )
@@ -221,7 +276,14 @@ def test_a_failing_quit_after_the_server_accepted_still_counts_as_sent() -> None
     message_id = stubbed(stub).send(OPS, [make_alert()])
 
     assert message_id is not None and message_id.endswith("@example.com>")
-    assert [call[0] for call in stub.calls] == ["connect", "starttls", "login", "send_message", "quit", "close"]
+    assert [call[0] for call in stub.calls] == [
+        "connect",
+        "starttls",
+        "login",
+        "send_message",
+        "quit",
+        "close",
+    ]
 
 
 def test_login_happens_only_when_a_username_is_set() -> None:
@@ -265,7 +327,9 @@ def test_the_password_is_masked_even_when_a_server_echoes_it() -> None:
 # -- end to end through the outbox and a real SMTP server ------------------------------------------
 
 
-def test_451_for_a_while_then_the_message_is_delivered_once(fake_smtp: FakeSMTP, harness: DeliveryHarness) -> None:
+def test_451_for_a_while_then_the_message_is_delivered_once(
+    fake_smtp: FakeSMTP, harness: DeliveryHarness
+) -> None:
     fake_smtp.tempfail(times=2)
 
     harness.run([mail_notifier(fake_smtp.port)], [make_alert("api")])
@@ -345,7 +409,9 @@ def test_tls_with_a_trusted_certificate_delivers(
 
 
 @pytest.mark.parametrize("security", ["starttls", "ssl"])
-def test_an_untrusted_certificate_is_a_temporary_tls_error(security: str, self_signed_cert: tuple[Path, Path]) -> None:
+def test_an_untrusted_certificate_is_a_temporary_tls_error(
+    security: str, self_signed_cert: tuple[Path, Path]
+) -> None:
     cert, key = self_signed_cert
     with FakeSMTP(tls=security, certfile=cert, keyfile=key) as fake:
         notifier = mail_notifier(fake.port, security=security)  # the default context: verification on
@@ -367,10 +433,18 @@ def test_the_password_never_appears_in_reasons_events_logs_or_the_database(
 
     harness.run([mail_notifier(fake_smtp.port)], [make_alert("ok")])
     harness.run([mail_notifier(fake_smtp.port, password=wrong)], [make_alert("refused")])
-    reasons = [failure(mail_notifier(free_port())).reason, failure(mail_notifier(fake_smtp.port, password=wrong)).reason]
+    reasons = [
+        failure(mail_notifier(free_port())).reason,
+        failure(mail_notifier(fake_smtp.port, password=wrong)).reason,
+    ]
 
     assert harness.outbox.counts() == {"pending": 0, "sent": 1, "failed": 1}
-    texts = [*reasons, json.dumps(harness.events.recent), caplog.text, *(r.getMessage() for r in caplog.records)]
+    texts = [
+        *reasons,
+        json.dumps(harness.events.recent),
+        caplog.text,
+        *(r.getMessage() for r in caplog.records),
+    ]
     for secret in (PASSWORD, wrong):
         assert all(secret not in text for text in texts)
         assert secret.encode() not in harness.database_bytes()

@@ -103,7 +103,12 @@ def run_scenario(
         async with ping_server(server) as url, aiohttp.ClientSession() as session:
             task = asyncio.create_task(
                 run_heartbeat(
-                    url, session, probe.is_progressing, stop, interval=interval, timeout=timeout,
+                    url,
+                    session,
+                    probe.is_progressing,
+                    stop,
+                    interval=interval,
+                    timeout=timeout,
                     on_result=probe.on_result,
                 )
             )
@@ -128,7 +133,9 @@ def test_it_pings_at_once_and_again_every_interval_while_progressing() -> None:
     run_scenario(scenario)
 
 
-def test_it_sends_nothing_while_the_loop_is_stalled_and_resumes_after(caplog: pytest.LogCaptureFixture) -> None:
+def test_it_sends_nothing_while_the_loop_is_stalled_and_resumes_after(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="keepalive.heartbeat")
 
     async def scenario(
@@ -155,7 +162,9 @@ def test_it_sends_nothing_while_the_loop_is_stalled_and_resumes_after(caplog: py
     assert re.fullmatch(r"heartbeat resumed url=http://127\.0\.0\.1:\d+", resumed)
 
 
-def test_a_failing_ping_is_reported_and_logged_without_the_secret_path(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_ping_is_reported_and_logged_without_the_secret_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="keepalive.heartbeat")
 
     async def scenario(

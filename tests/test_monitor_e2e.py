@@ -24,7 +24,12 @@ def server() -> Iterator[TargetServer]:
 
 
 def fast_env(tmp_path: Path, url: str, **overrides: str) -> dict[str, str]:
-    settings = {"HEALTH_CHECK_URL": url, "CHECK_INTERVAL_SECONDS": "0.2", "REQUEST_TIMEOUT": "2", "FAILURE_THRESHOLD": "2"}
+    settings = {
+        "HEALTH_CHECK_URL": url,
+        "CHECK_INTERVAL_SECONDS": "0.2",
+        "REQUEST_TIMEOUT": "2",
+        "FAILURE_THRESHOLD": "2",
+    }
     return base_env(tmp_path, **{**settings, **overrides})
 
 
@@ -238,3 +243,23 @@ def test_sigint_also_stops_cleanly(tmp_path: Path, server: TargetServer) -> None
     mon.signal(signal.SIGINT)
     assert mon.stop() == 0
     wait_until(lambda: mon.events("monitor_stopped"), what="monitor_stopped")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("MONITOR_STATE_DIR", "cannot be used"), ("MONITOR_EVENTS_FILE", "cannot be written")],
+)
+def test_an_unusable_state_dir_or_events_file_is_one_line_and_exit_3(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = base_env(
+        tmp_path,
+        HEALTH_CHECK_URL=f"http://127.0.0.1:{closed_port()}/health",
+        **{setting: str(blocker / "sub" / "x")},
+    )
+    result = run_cli([], env)
+    assert result.returncode == 3
+    assert result.stderr.startswith(f"error: {setting}=") and message in result.stderr
+    assert "Traceback" not in result.stderr

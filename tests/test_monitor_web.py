@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -137,7 +138,7 @@ def test_the_heartbeat_reaches_its_url_while_the_loop_runs(
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium")
 def test_the_page_in_a_browser_shows_both_targets(
     running: tuple[str, TargetServer, MonitorProcess], tmp_path: Path
 ) -> None:

@@ -332,7 +332,9 @@ class FlakyOutbox(Outbox):
 
     failures = 0
 
-    def mark_sent(self, keys: Sequence[tuple[str, str, str]], message_id: str | None, sent_at: float | None = None) -> None:
+    def mark_sent(
+        self, keys: Sequence[tuple[str, str, str]], message_id: str | None, sent_at: float | None = None
+    ) -> None:
         if self.failures:
             self.failures -= 1
             raise sqlite3.OperationalError("disk I/O error")
@@ -427,8 +429,14 @@ def test_an_outage_alert_reaches_every_recipient_once_and_a_recovery_once(
     start_worker: StartWorker,
 ) -> None:
     mail = EmailNotifier(
-        "127.0.0.1", fake_smtp.port, "none", "user", "smtp-secret-pw", "monitor@example.com",
-        ["ops1@example.com", "ops2@example.com"], timeout=5.0,
+        "127.0.0.1",
+        fake_smtp.port,
+        "none",
+        "user",
+        "smtp-secret-pw",
+        "monitor@example.com",
+        ["ops1@example.com", "ops2@example.com"],
+        timeout=5.0,
     )
     notifiers: list[Notifier] = [LogNotifier(), telegram(fake_telegram, ["101", "102"]), mail]
     worker = start_worker(notifiers)
@@ -459,8 +467,14 @@ def test_twenty_alerts_at_once_give_one_digest_per_recipient(
     start_worker: StartWorker,
 ) -> None:
     mail = EmailNotifier(
-        "127.0.0.1", fake_smtp.port, "none", None, None, "monitor@example.com",
-        ["ops@example.com"], timeout=5.0,
+        "127.0.0.1",
+        fake_smtp.port,
+        "none",
+        None,
+        None,
+        "monitor@example.com",
+        ["ops@example.com"],
+        timeout=5.0,
     )
     notifiers: list[Notifier] = [telegram(fake_telegram, ["101", "102"]), mail]
     worker = start_worker(notifiers, digest_after=3)
@@ -553,3 +567,40 @@ def test_a_process_killed_with_sigkill_loses_nothing_and_sends_nothing_twice(
 
     names = [m.rendered.splitlines()[0] for m in fake_telegram.messages]
     assert names == ["🔴 DOWN · t0", "🔴 DOWN · t1", "🔴 DOWN · t2"]
+
+
+def test_a_notifier_that_keeps_crashing_on_a_message_fails_it_and_unblocks_the_queue(
+    outbox: Outbox, events: EventLog, start_worker: StartWorker
+) -> None:
+    poison, later = make_alert("poison"), make_alert("later")
+    fake = Scripted(script={"a": [RuntimeError("cannot format")] * DeliveryWorker.MAX_UNEXPECTED})
+    outbox.put([poison], [("fake", "a")])
+    outbox.put([later], [("fake", "a")])
+
+    start_worker([fake], digest_after=5)
+
+    wait_until(lambda: outbox.depth() == 0, what="both settled")
+    assert row(outbox, poison, "fake", "a")[0] == "failed"
+    assert row(outbox, poison, "fake", "a")[2] == "internal error: RuntimeError: cannot format"
+    assert row(outbox, later, "fake", "a")[0] == "sent"
+
+
+class Limited(Scripted):
+    """A channel whose messages hold at most 7 alerts."""
+
+    def digest_capacity(self, alerts: Sequence[Alert]) -> int:
+        return min(7, len(alerts))
+
+
+def test_a_digest_larger_than_the_channel_can_name_is_split_never_truncated(
+    outbox: Outbox, start_worker: StartWorker
+) -> None:
+    alerts = [make_alert(f"t{i:02d}") for i in range(20)]
+    outbox.put(alerts, [("fake", "a")])
+    fake = Limited()
+
+    start_worker([fake], digest_after=3)
+
+    wait_until(lambda: outbox.depth() == 0, what="all sent")
+    assert [len(ids) for ids in fake.sent_to("a")] == [7, 7, 6]
+    assert [i for ids in fake.sent_to("a") for i in ids] == [a.id for a in alerts]

@@ -275,6 +275,21 @@ def test_a_stale_pid_file_never_gets_another_process_signalled(
     assert unrelated_process.poll() is None
 
 
+def test_a_process_that_merely_names_the_script_is_not_the_monitor(repo: Repo) -> None:
+    # An operator reading the script (tail, less, an editor) has its path on the command line.
+    reader = subprocess.Popen(["tail", "-f", str(repo.monitor_script)], stdout=subprocess.DEVNULL)
+    try:
+        repo.pid_file.write_text(f"{reader.pid}\n")
+        status = repo.run("status_monitor.sh")
+        assert status.returncode == 3, output(status)
+        stopped = repo.run("stop_monitor.sh")
+        assert stopped.returncode == 0, output(stopped)
+        assert reader.poll() is None
+    finally:
+        reader.kill()
+        reader.wait(timeout=10)
+
+
 def test_a_pid_file_naming_a_dead_process_is_removed(repo: Repo) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait(timeout=10)

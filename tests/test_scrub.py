@@ -15,7 +15,9 @@ def test_registered_secrets_and_token_shapes_are_masked() -> None:
     register_secret("pa55-word-xyz", None, "", "ab")
     assert scrub("login failed for pa55-word-xyz") == "login failed for ***"
     # Not registered, but shaped like a bot token (say, from a URL in an exception text).
-    assert scrub(f"HTTPSConnectionPool: /bot{TOKEN}/sendMessage") == "HTTPSConnectionPool: /bot***/sendMessage"
+    assert (
+        scrub(f"HTTPSConnectionPool: /bot{TOKEN}/sendMessage") == "HTTPSConnectionPool: /bot***/sendMessage"
+    )
     assert scrub("ab is too short to be a secret") == "ab is too short to be a secret"
 
 

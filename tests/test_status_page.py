@@ -206,7 +206,10 @@ def test_the_summary_counts_targets_and_shows_the_monitor(dom: Node) -> None:
     assert dom.by_id("outbox-label").text() == "alerts queued, oldest 42 s"
     status = dom.by_id("monitor-status")
     assert (status.classes, status.text()) == ({"badge", "ok"}, "monitor ok")
-    assert dom.by_id("monitor-meta").text() == "test-host · version 1.0.0 · running 1 h · 240 checks, 3 missed · schedule lag p99 12 ms"
+    assert (
+        dom.by_id("monitor-meta").text()
+        == "test-host · version 1.0.0 · running 1 h · 240 checks, 3 missed · schedule lag p99 12 ms"
+    )
     assert "hidden" in dom.by_id("banner").attrs
     (title,) = dom.find("head")[0].find("title")
     assert title.text() == "1 down · Keep-Alive Monitor"
@@ -235,7 +238,11 @@ def test_it_says_connection_lost_when_the_monitor_does_not_answer(tmp_path: Path
     dom = parse(render(BrokenView(), tmp_path / "profile", "--dump-dom"))
     banner = dom.by_id("banner")
     assert "hidden" not in banner.attrs
-    assert banner.text().strip().startswith("Connection lost: the monitor answered HTTP 500. Retrying every 5 s.")
+    assert (
+        banner.text()
+        .strip()
+        .startswith("Connection lost: the monitor answered HTTP 500. Retrying every 5 s.")
+    )
     assert "stale" in dom.find("body")[0].classes
 
 

@@ -13,7 +13,7 @@ import responses
 
 from keepalive.alerts import Alert, AlertKind
 from keepalive.notifiers.base import NotifyError
-from keepalive.notifiers.telegram import Pacer, TelegramNotifier, build_text
+from keepalive.notifiers.telegram import Pacer, TelegramNotifier, build_text, digest_capacity
 from tests.fakes.delivery_fixtures import DeliveryHarness, make_alert
 from tests.fakes.telegram_api import FakeTelegram, ParseError, Rule, render, utf16_len
 
@@ -66,12 +66,15 @@ def test_a_test_alert_is_marked_as_a_test() -> None:
 
 
 def test_names_and_reasons_holding_html_are_escaped_so_they_render_as_text() -> None:
-    alert = make_alert('<b>&"\'', reason="HTTP 502: <html><body>Bad Gateway & co</body></html>")
+    alert = make_alert("<b>&\"'", reason="HTTP 502: <html><body>Bad Gateway & co</body></html>")
 
     text = build_text([alert])
 
     assert text.splitlines()[0] == "🔴 <b>DOWN</b> · <b>&lt;b&gt;&amp;&quot;&#x27;</b>"
-    assert "<b>Reason:</b> HTTP 502: &lt;html&gt;&lt;body&gt;Bad Gateway &amp; co&lt;/body&gt;&lt;/html&gt;" in text
+    assert (
+        "<b>Reason:</b> HTTP 502: &lt;html&gt;&lt;body&gt;Bad Gateway &amp; co&lt;/body&gt;&lt;/html&gt;"
+        in text
+    )
     assert render(text).splitlines()[0] == "🔴 DOWN · <b>&\"'"
 
 
@@ -145,13 +148,39 @@ def test_an_accepted_message_returns_its_id_and_posts_html_without_link_previews
 @pytest.mark.parametrize(
     ("status", "body", "reason", "permanent", "retry_after"),
     [
-        (403, {"ok": False, "description": "Forbidden: bot was blocked by the user"},
-         "Forbidden: bot was blocked by the user", True, None),
-        (400, {"ok": False, "description": "Bad Request: chat not found"}, "Bad Request: chat not found", True, None),
+        (
+            403,
+            {"ok": False, "description": "Forbidden: bot was blocked by the user"},
+            "Forbidden: bot was blocked by the user",
+            True,
+            None,
+        ),
+        (
+            400,
+            {"ok": False, "description": "Bad Request: chat not found"},
+            "Bad Request: chat not found",
+            True,
+            None,
+        ),
         (401, {"ok": False, "description": "Unauthorized"}, "Unauthorized", True, None),
-        (429, {"ok": False, "description": "Too Many Requests: retry after 7", "parameters": {"retry_after": 7}},
-         "Too Many Requests: retry after 7", False, 7.0),
-        (500, {"ok": False, "description": "Internal Server Error"}, "HTTP 500: Internal Server Error", False, None),
+        (
+            429,
+            {
+                "ok": False,
+                "description": "Too Many Requests: retry after 7",
+                "parameters": {"retry_after": 7},
+            },
+            "Too Many Requests: retry after 7",
+            False,
+            7.0,
+        ),
+        (
+            500,
+            {"ok": False, "description": "Internal Server Error"},
+            "HTTP 500: Internal Server Error",
+            False,
+            None,
+        ),
         (502, "<html>Bad Gateway</html>", "HTTP 502", False, None),
         (200, {"ok": False, "description": "odd"}, "unexpected answer (ok is not true): odd", False, None),
     ],
@@ -251,7 +280,9 @@ class Delivery:
         self.events = harness.events
         self.named = harness.named
 
-    def run(self, alerts: Sequence[Alert], chats: Sequence[str], timeout: float = 5.0, token: str = "") -> None:
+    def run(
+        self, alerts: Sequence[Alert], chats: Sequence[str], timeout: float = 5.0, token: str = ""
+    ) -> None:
         send = TelegramNotifier(
             token or self.fake.token, chats, self.fake.url, timeout=timeout, per_chat_interval=0.0
         )
@@ -301,7 +332,9 @@ def test_one_blocked_chat_does_not_stop_the_others_and_is_attempted_exactly_once
     ("rule", "reason"),
     [("400", "Bad Request: chat not found"), ("401", "Unauthorized"), ("wrong token", "Unauthorized")],
 )
-def test_a_refusal_is_recorded_failed_with_the_servers_reason(deliver: Delivery, rule: str, reason: str) -> None:
+def test_a_refusal_is_recorded_failed_with_the_servers_reason(
+    deliver: Delivery, rule: str, reason: str
+) -> None:
     token = ""
     if rule == "wrong token":
         token = "111111111:AAWrongTokenWrongTokenWrongToken_xyz"
@@ -329,7 +362,7 @@ def test_a_server_that_hangs_past_the_timeout_is_retried(deliver: Delivery) -> N
 
 
 def test_html_in_a_name_and_a_reason_arrives_as_escaped_text(deliver: Delivery) -> None:
-    alert = make_alert('<b>&"\'', reason="<i>oops</i> & more")
+    alert = make_alert("<b>&\"'", reason="<i>oops</i> & more")
 
     deliver.run([alert], ["7"])
 
@@ -370,3 +403,20 @@ def test_the_token_never_appears_in_reasons_events_logs_or_the_database(
     assert all(token not in text for text in texts)
     assert any("POST /bot***/sendMessage" in r.getMessage() for r in caplog.records), "urllib3 was not heard"
     assert token.encode() not in deliver.harness.database_bytes()
+
+
+def test_digest_capacity_keeps_every_named_alert_within_the_limit() -> None:
+    alerts = [make_alert(f"service-{i:02d}-" + "x" * 70, reason="y" * 140) for i in range(50)]
+    fits = digest_capacity(alerts)
+    assert 1 < fits < 50
+    text = build_text(alerts[:fits])
+    assert len(text.encode("utf-16-le")) // 2 <= 4096
+    assert "more" not in text.splitlines()[-1]
+    assert all(a.target[:20] in text for a in alerts[:fits])
+    assert digest_capacity(alerts[:3]) == 3
+
+
+def test_a_lone_surrogate_in_a_reason_cannot_break_the_message() -> None:
+    text = build_text([make_alert("api", reason='status is "\ud800"')])
+    text.encode("utf-8")  # would raise UnicodeEncodeError if the surrogate got through
+    assert "status is &quot;\ufffd&quot;" in text

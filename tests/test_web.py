@@ -384,7 +384,9 @@ def test_metrics_leave_out_up_for_an_unchecked_target_and_show_a_stall() -> None
             "keepalive_target_consecutive_failures",
             *["keepalive_target_state"] * 4,
         ]
-        assert samples["keepalive_target_state", frozenset({("target", "new-one"), ("state", "unknown")})] == 1.0
+        assert (
+            samples["keepalive_target_state", frozenset({("target", "new-one"), ("state", "unknown")})] == 1.0
+        )
         assert samples["keepalive_up", frozenset()] == 0.0
         assert samples["keepalive_loop_stalled", frozenset()] == 1.0
         assert samples["keepalive_oldest_undelivered_age_seconds", frozenset()] == 0.0
@@ -464,7 +466,9 @@ def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError) as caught:
             asyncio.run(start_web(FakeView(), "127.0.0.1", port))
-    assert str(caught.value) == f"MONITOR_HTTP_PORT={port} is invalid: address 127.0.0.1:{port} already in use"
+    assert (
+        str(caught.value) == f"MONITOR_HTTP_PORT={port} is invalid: address 127.0.0.1:{port} already in use"
+    )
 
 
 def test_an_address_not_on_this_machine_is_a_config_error_naming_the_host() -> None:

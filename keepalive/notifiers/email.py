@@ -216,4 +216,3 @@ class EmailNotifier:
             reason = reason.replace(self._password, MASK)
         # Scrub before clipping: a cut through a secret would leave a fragment scrub() cannot see.
         return NotifyError(clip(scrub(one_line(reason)), MAX_REASON), permanent=permanent)
-

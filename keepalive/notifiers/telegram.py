@@ -99,9 +99,24 @@ def _digest_line(alert: Alert) -> str:
     )
 
 
-def _digest(alerts: Sequence[Alert]) -> str:
+def _digest_header(alerts: Sequence[Alert]) -> str:
     hosts = ", ".join(dict.fromkeys(one_line(a.host) for a in alerts))
-    header = f"📋 <b>{len(alerts)} alerts</b> ({kind_counts(alerts)}) from <b>{_fit(hosts, 200)}</b>\n"
+    return f"📋 <b>{len(alerts)} alerts</b> ({kind_counts(alerts)}) from <b>{_fit(hosts, 200)}</b>\n"
+
+
+def digest_capacity(alerts: Sequence[Alert]) -> int:
+    """How many of ``alerts``, from the first, one digest message can name in full."""
+    # The header for all of them is at least as long as the header for any leading part.
+    used = _units(_digest_header(alerts))
+    for count, alert in enumerate(alerts):
+        used += _units("\n" + _digest_line(alert))
+        if used > MAX_TEXT:
+            return max(1, count)
+    return len(alerts)
+
+
+def _digest(alerts: Sequence[Alert]) -> str:
+    header = _digest_header(alerts)
     text = header
     for index, alert in enumerate(alerts):
         line = "\n" + _digest_line(alert)
@@ -185,6 +200,10 @@ class TelegramNotifier:
         self._session = session if session is not None else requests.Session()
         self._timeout = timeout
         self._pacer = Pacer(per_chat_interval, overall_rate, clock, sleep)
+
+    def digest_capacity(self, alerts: Sequence[Alert]) -> int:
+        """How many of ``alerts`` one digest names in full (the outbox sends the rest next)."""
+        return digest_capacity(alerts)
 
     def recipients(self) -> Sequence[str]:
         """The chat ids every alert goes to."""

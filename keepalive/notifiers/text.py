@@ -39,8 +39,16 @@ def one_line(text: str) -> str:
 
     Target names and reasons come from config files and remote servers; a line break in one
     of them must not be able to forge a line (or a header) of our message."""
-    cleaned = "".join(" " if _is_break(ch) else ch for ch in text)
+    cleaned = "".join(_clean(ch) for ch in text)
     return " ".join(cleaned.split())
+
+
+def _clean(ch: str) -> str:
+    if _is_break(ch):
+        return " "
+    # A lone surrogate (valid in JSON as "\ud800") cannot be encoded as UTF-8: it would make
+    # every message that quotes it fail to send, and block the queue behind it.
+    return "\ufffd" if unicodedata.category(ch) == "Cs" else ch
 
 
 def _is_break(ch: str) -> bool:

@@ -265,13 +265,19 @@
     else updated.append("No data yet");
   }
 
+  const HISTORY_LIMIT = 300;
+  let withHistory = true;
+
   async function refresh() {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
     try {
       let response;
       try {
-        response = await fetch("api/status", { cache: "no-store", signal: controller.signal });
+        // With hundreds of targets the charts' history is most of the answer's weight (and of
+        // the monitor's work to build it): beyond HISTORY_LIMIT targets the page goes without.
+        const url = withHistory ? "api/status" : "api/status?history=0";
+        response = await fetch(url, { cache: "no-store", signal: controller.signal });
       } catch (err) {
         throw new Error(
           "Connection lost: " + (controller.signal.aborted ? "the monitor did not answer in time" : "the monitor is not reachable"),
@@ -281,6 +287,7 @@
       let doc;
       try {
         doc = await response.json();
+        withHistory = !(doc && Array.isArray(doc.targets) && doc.targets.length > HISTORY_LIMIT);
         render(doc);
       } catch (err) {
         throw new Error("Update failed: the monitor's answer could not be read (" + (err instanceof Error ? err.message : err) + ")");

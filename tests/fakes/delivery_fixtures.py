@@ -107,7 +107,11 @@ class DeliveryHarness:
         self._workers: list[DeliveryWorker] = []
 
     def run(
-        self, notifiers: Sequence[Notifier], alerts: Sequence[Alert], digest_after: int = 3, timeout: float = 15.0
+        self,
+        notifiers: Sequence[Notifier],
+        alerts: Sequence[Alert],
+        digest_after: int = 3,
+        timeout: float = 15.0,
     ) -> DeliveryWorker:
         worker = DeliveryWorker(
             self.outbox, notifiers, self.events, digest_after, base_delay=0.05, max_delay=0.4

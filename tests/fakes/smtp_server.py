@@ -267,9 +267,22 @@ def make_self_signed(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
         ],
         check=True,
         capture_output=True,
@@ -285,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", type=Path, help="append a line per accepted message to this JSONL file")
     parser.add_argument("--auth", metavar="USER:PASSWORD", help="advertise AUTH and accept this login")
     parser.add_argument("--auth-fail", action="store_true", help="refuse every login with 535")
-    parser.add_argument("--tempfail", type=int, default=0, metavar="N", help="451 for the first N transactions")
+    parser.add_argument(
+        "--tempfail", type=int, default=0, metavar="N", help="451 for the first N transactions"
+    )
     parser.add_argument("--refuse", action="append", default=[], metavar="ADDRESS", help="550 at RCPT")
     args = parser.parse_args(argv)
     credentials = None

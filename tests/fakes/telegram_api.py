@@ -52,8 +52,24 @@ from urllib.parse import urlsplit
 DEFAULT_TOKEN = "123456789:AAFakeTokenForKeepAliveTests_0123456789"
 RULES = ("ok", "429", "500", "hang", "400", "401", "403")
 ALLOWED_TAGS = frozenset(
-    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "tg-spoiler",
-     "span", "blockquote", "tg-emoji"}
+    {
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "a",
+        "code",
+        "pre",
+        "tg-spoiler",
+        "span",
+        "blockquote",
+        "tg-emoji",
+    }
 )
 NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 MAX_TEXT = 4096
@@ -195,7 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         method = path[len(prefix) :]
         if method == "getMe":
-            self._reply(200, {"ok": True, "result": {"id": 123456789, "is_bot": True, "username": "fake_bot"}})
+            self._reply(
+                200, {"ok": True, "result": {"id": 123456789, "is_bot": True, "username": "fake_bot"}}
+            )
             return
         if method != "sendMessage" or self.command != "POST":
             self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"})
@@ -262,7 +280,10 @@ class FakeTelegram:
         # Keep the port: a restarted fake comes back where the monitor expects it.
         self._requested_port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-telegram", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-telegram",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -393,7 +414,9 @@ class FakeTelegram:
             self._attempt(chat, answer[0])
         return answer
 
-    def _answer(self, rule: Rule | None, payload: dict[str, Any], chat: str) -> tuple[int, dict[str, Any]] | None:
+    def _answer(
+        self, rule: Rule | None, payload: dict[str, Any], chat: str
+    ) -> tuple[int, dict[str, Any]] | None:
         name = rule.rule if rule else "ok"
         if rule and rule.description:
             return _error(int(name) if name.isdigit() else 400, rule.description)
@@ -440,7 +463,12 @@ class FakeTelegram:
                     row = {k: v for k, v in asdict(message).items() if k != "payload"}
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             self._changed.notify_all()
-        result = {"message_id": message.message_id, "date": int(message.time), "chat": {"id": chat}, "text": rendered}
+        result = {
+            "message_id": message.message_id,
+            "date": int(message.time),
+            "chat": {"id": chat},
+            "text": rendered,
+        }
         return 200, {"ok": True, "result": result}
 
     def _admin(self, command: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -488,7 +516,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default=DEFAULT_TOKEN)
     parser.add_argument("--record", type=Path, help="append each accepted message to this JSONL file")
     parser.add_argument(
-        "--rule", action="append", default=[], metavar="RULE[,times=N][,chat=ID][,retry_after=S]...",
+        "--rule",
+        action="append",
+        default=[],
+        metavar="RULE[,times=N][,chat=ID][,retry_after=S]...",
         help=f"initial behaviour; RULE is one of {RULES}",
     )
     args = parser.parse_args(argv)
