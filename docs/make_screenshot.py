@@ -16,23 +16,13 @@ from typing import Any
 
 from keepalive.events import iso
 from keepalive.web import start_web
+from tests.test_status_page import CHROMIUM as TEST_CHROMIUM
+from tests.test_status_page import FLAGS as TEST_FLAGS
 
 DOCS = Path(__file__).resolve().parent
-CHROMIUM = "/usr/bin/chromium"
-# --no-sandbox: chromium refuses to start as root without it. The --disable-* flags stop it
-# from calling Google services, which an offline machine refuses.
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--virtual-time-budget=5000",
-]
+# The browser and flags of the status-page tests, so the picture shows what the tests check.
+CHROMIUM = str(TEST_CHROMIUM)
+FLAGS = [*TEST_FLAGS, "--hide-scrollbars"]
 SHOTS = {"status_page.png": (1280, 900), "status_page_phone.png": (390, 1500)}
 
 

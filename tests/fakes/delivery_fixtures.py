@@ -7,9 +7,7 @@ Helpers: ``make_alert()``, ``wait_until()``, ``free_port()``, ``DeliveryHarness`
 
 from __future__ import annotations
 
-import socket
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,9 @@ from keepalive.notifiers.factory import routes
 from keepalive.outbox import DeliveryWorker, Outbox
 from tests.fakes.smtp_server import FakeSMTP, make_self_signed
 from tests.fakes.telegram_api import FakeTelegram
+from tests.monitor_proc import free_port, wait_until
+
+__all__ = ["DeliveryHarness", "free_port", "make_alert", "wait_until"]
 
 
 @pytest.fixture
@@ -45,26 +46,6 @@ def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
         return make_self_signed(tmp_path_factory.mktemp("tls"))
     except FileNotFoundError:
         pytest.skip("the openssl command is not installed")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A loopback port nothing listens on right now (connecting to it is refused)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def make_alert(
