@@ -182,8 +182,18 @@ def machine_info(tools: dict[str, str | None]) -> dict[str, Any]:
         versions["blackbox_exporter"] = version_of([str(tools["blackbox"]), "--version"])
     if tools.get("monit"):
         versions["monit"] = version_of([str(tools["monit"]), "-V"])
+    commit = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True)
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "keepalive", "monitor_server.py"],
+            capture_output=True,
+        )
+        if head.returncode == 0:
+            commit = head.stdout.decode().strip() + (" (+ local changes)" if dirty.stdout.strip() else "")
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "monitor_commit": commit,
         "cores": os.cpu_count(),
         "cpu_model": model,
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
@@ -377,9 +387,9 @@ def start_profiler(ctx: Context, pid: int, name: str) -> tuple[subprocess.Popen[
     args.profile.mkdir(parents=True, exist_ok=True)
     out = args.profile / f"{name}.txt"
     argv = [binary, "record", "--pid", str(pid), "--duration", str(max(1, int(args.duration)))]
-    argv += ["--rate", str(args.profile_rate), "--format", "raw", "--nonblocking", "-o", str(out)]
-    if args.profile_native:
-        argv.append("--native")
+    argv += ["--rate", str(args.profile_rate), "--format", "raw", "-o", str(out)]
+    # --native needs to stop the process for each sample; without it, py-spy reads it running.
+    argv.append("--native" if args.profile_native else "--nonblocking")
     with (args.profile / f"{name}.log").open("wb") as log:
         proc = ctx.children.start(argv, stdout=log, stderr=subprocess.STDOUT)
     return proc, out
@@ -825,7 +835,7 @@ def report(document: dict[str, Any]) -> str:
         f"Machine: {machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB, "
         f"Python {machine['python']}, Linux {machine['kernel']}; "
         + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v),
-        f"Command: `{document['command']}`",
+        f"Command: `{document['command']}` (monitor at commit {machine.get('monitor_commit') or '?'})",
         "",
     ]
     if ceiling:
