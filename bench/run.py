@@ -664,7 +664,7 @@ def farm_ceiling(ctx: Context) -> dict[str, Any]:
     load = json.loads(out.decode().strip().splitlines()[-1])
     cpu = sum(b.cpu - a.cpu for a, b in zip(farm0, farm1, strict=True))
     wall = max(b.wall - a.wall for a, b in zip(farm0, farm1, strict=True))
-    farm_share = cpu / wall / len(ctx.farm.procs)  # of the cores the farm processes could use
+    farm_cores = cpu / wall  # cores' worth of CPU the farm processes used
     rps = float(load["requests_per_second"])
     return {
         "requests_per_second": rps,
@@ -672,8 +672,9 @@ def farm_ceiling(ctx: Context) -> dict[str, Any]:
         "farm_cpu_percent": round(100 * cpu / wall, 1),
         "loadgen_cpu_percent": round(100 * float(load["cpu_seconds"]) / float(load["seconds"]), 1),
         "farm_cpu_ms_per_request": round(1000 * cpu / max(1, int(load["requests"])), 4),
-        # When the load client saturates first, the farm's ceiling is at least this:
-        "estimated_ceiling_per_core": round(rps / max(farm_share, 0.01)) if farm_share < 0.95 else round(rps),
+        # Requests per core-second of farm CPU at the measured cost: the ceiling per farm core.
+        "estimated_ceiling_per_core": round(rps / max(farm_cores, 0.01)),
+        "farm_saturated": farm_cores >= 0.95 * len(ctx.farm.procs),
         "farm_processes": len(ctx.farm.procs),
     }
 
