@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 import time
+import zlib
 from dataclasses import dataclass
+from urllib.parse import urljoin
 
 import aiohttp
 
-from keepalive import __version__
+from keepalive import __version__, http1
 from keepalive.targets import Target
 
 MAX_BODY = 1024 * 1024
 MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"keepalive-monitor/{__version__}"
 
 
@@ -79,6 +83,10 @@ def reason_for(exc: BaseException) -> str:
     # Order matters: the specific aiohttp errors subclass the generic ones.
     if isinstance(exc, TimeoutError):
         return "timeout"
+    if isinstance(exc, http1.Failure):
+        return exc.reason
+    if isinstance(exc, socket.gaierror):
+        return "DNS lookup failed"
     if isinstance(exc, aiohttp.TooManyRedirects):
         return "too many redirects"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -102,16 +110,24 @@ def reason_for(exc: BaseException) -> str:
         return "invalid HTTP answer"
     if isinstance(exc, aiohttp.ClientError):
         return f"HTTP client error: {type(exc).__name__}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
     if isinstance(exc, OSError):
         return f"connection failed: {exc.strerror or type(exc).__name__}"
     return f"unexpected error: {type(exc).__name__}"
 
 
 class Checker:
-    """Runs checks on the running event loop. Create and close it inside that loop."""
+    """Runs checks on the running event loop. Create and close it inside that loop.
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    Plain-http targets on a fresh connection (the default) go through the lean client of
+    ``keepalive.http1``, everything else through aiohttp; ``lean=False`` sends all through
+    aiohttp (the tests run every reason both ways)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, lean: bool = True) -> None:
         self._ssl = ssl_context if ssl_context is not None else True
+        self._lean = lean
+        self._resolver = http1.Resolver()
         self._fresh: aiohttp.ClientSession | None = None
         self._reuse: aiohttp.ClientSession | None = None
 
@@ -158,8 +174,35 @@ class Checker:
         return CheckResult(reason is None, reason, latency, at)
 
     async def _fetch(self, target: Target) -> str | None:
-        session = self._session(target.reuse_connection)
-        async with session.get(target.url, allow_redirects=True, max_redirects=MAX_REDIRECTS) as resp:
+        if self._lean and not target.reuse_connection:
+            plan = http1.plan_for(target.url, USER_AGENT)
+            if plan is not None:
+                return await self._fetch_lean(target.url, plan, target.expect_status)
+        reuse = target.reuse_connection
+        return await self._fetch_aiohttp(target.url, reuse, MAX_REDIRECTS, target.expect_status)
+
+    async def _fetch_lean(self, url: str, plan: http1.Plan, expect: tuple[str, ...]) -> str | None:
+        for followed in range(MAX_REDIRECTS + 1):
+            answer = await http1.get(plan, self._resolver, MAX_BODY)
+            location = answer.headers.get("location") if answer.status in _REDIRECTS else None
+            if not location:
+                return judge_answer(answer, expect)
+            if followed == MAX_REDIRECTS:
+                return "too many redirects"
+            url = urljoin(url, location)
+            next_plan = http1.plan_for(url, USER_AGENT)
+            if next_plan is None:  # e.g. a redirect to https: aiohttp takes it from here
+                return await self._fetch_aiohttp(url, False, MAX_REDIRECTS - followed - 1, expect)
+            plan = next_plan
+        raise AssertionError("unreachable: the loop returns on its last turn")
+
+    async def _fetch_aiohttp(
+        self, url: str, reuse: bool, redirects_left: int, expect: tuple[str, ...]
+    ) -> str | None:
+        session = self._session(reuse)
+        # aiohttp fails when the count of redirects reaches max_redirects (and 0 means no limit),
+        # so it is given one more than the number it may follow.
+        async with session.get(url, allow_redirects=True, max_redirects=redirects_left + 1) as resp:
             if not 200 <= resp.status < 300:
                 return f"HTTP {resp.status}"
             if resp.content_length is not None and resp.content_length > MAX_BODY:
@@ -170,4 +213,26 @@ class Checker:
                 body += chunk
                 if len(body) > MAX_BODY:
                     return "body larger than 1 MiB"
-        return judge_body(bytes(body), target.expect_status)
+        return judge_body(bytes(body), expect)
+
+
+def judge_answer(answer: http1.Answer, expect: tuple[str, ...]) -> str | None:
+    """The failure reason for a lean client's answer, or None when it is healthy."""
+    if not 200 <= answer.status < 300:
+        return f"HTTP {answer.status}"
+    body = answer.body
+    encoding = answer.headers.get("content-encoding", "identity").lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        # We asked for identity; a server that compresses anyway is still understood, within
+        # the same 1 MiB limit on what the body expands to.
+        try:
+            inflater = zlib.decompressobj(zlib.MAX_WBITS | 32 if encoding != "deflate" else zlib.MAX_WBITS)
+            body = inflater.decompress(body, MAX_BODY + 1)
+        except zlib.error:
+            try:  # "deflate" is often sent raw, without the zlib wrapper
+                body = zlib.decompressobj(-zlib.MAX_WBITS).decompress(answer.body, MAX_BODY + 1)
+            except zlib.error:
+                return "invalid HTTP answer"
+        if len(body) > MAX_BODY:
+            return "body larger than 1 MiB"
+    return judge_body(body, expect)
