@@ -28,7 +28,6 @@ import email
 import email.policy
 import json
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -37,11 +36,13 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.fakes.standalone import serve_until_signalled
 
 TEMPFAIL_REPLY = "451 4.3.0 Temporary local problem, try again later"
 REFUSED_REPLY = "550 5.1.1 <{address}>: Recipient address rejected: User unknown"
@@ -313,17 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     fake.tempfail(args.tempfail)
     for address in args.refuse:
         fake.refuse(address)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with fake:
-        print(f"smtp_server: listening on {fake.host}:{fake.port}", flush=True)
-        stop.wait()
-    return 0
+    return serve_until_signalled(fake, lambda: f"smtp_server: listening on {fake.host}:{fake.port}")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import socket
 import struct
 import sys
@@ -52,9 +51,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.standalone import serve_until_signalled
 
 MODES = (
     "ok",
@@ -444,13 +445,6 @@ def main(argv: list[str] | None = None) -> int:
         "--mode", action="append", default=[], metavar="NAME=MODE", help=f"initial mode; one of {MODES}"
     )
     args = parser.parse_args(argv)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     server = TargetServer(args.host, args.port)
     for item in args.mode:
         name, _, mode = item.partition("=")
@@ -458,10 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             server.set_mode(name, mode)
         except ValueError as exc:
             parser.error(str(exc))
-    with server:
-        print(f"targets: listening on {server.base_url}", flush=True)
-        stop.wait()
-    return 0
+    return serve_until_signalled(server, lambda: f"targets: listening on {server.base_url}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import sys
 import threading
 import time
@@ -44,9 +43,11 @@ from dataclasses import asdict, dataclass, field
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.fakes.standalone import serve_until_signalled
 
 # Shaped like a real token (so scrub()'s token pattern would catch it too), obviously fake.
 DEFAULT_TOKEN = "123456789:AAFakeTokenForKeepAliveTests_0123456789"
@@ -530,17 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             fake.add_rule(rule, chat)
         except (ValueError, TypeError) as exc:
             parser.error(str(exc))
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with fake:
-        print(f"telegram_api: listening on {fake.url} token={fake.token}", flush=True)
-        stop.wait()
-    return 0
+    return serve_until_signalled(fake, lambda: f"telegram_api: listening on {fake.url} token={fake.token}")
 
 
 if __name__ == "__main__":
