@@ -5,12 +5,15 @@
 Fires GET /t/<i> at a fixed rate (one task per request, as the monitor's scheduler does)
 against the loopback farm and reports this process's CPU ms per request for:
 
-  aiohttp   the monitor's way (keepalive/check.py): ClientSession, TCPConnector(force_close=True),
+  aiohttp   a bare aiohttp check: ClientSession, TCPConnector(force_close=True),
             asyncio.timeout per check, body read in 64 KiB chunks, json.loads
-  raw       asyncio.Protocol over loop.create_connection: write a prebuilt request, parse the
-            status line and Content-Length, json.loads the body, close
+  raw       the least a check can do: asyncio.Protocol over loop.create_connection, write a
+            prebuilt request, parse the status line, json.loads the body, close
+  checker   the monitor's own keepalive.check.Checker (plain http: the lean client of
+            keepalive/http1.py), every reason and limit included
+  checker-aiohttp   the same Checker with lean=False (what https and reused connections use)
 
-Both on uvloop when installed. The difference is what a lean client would save per check.
+All on uvloop when installed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ import aiohttp
 from common import Children, install_fast_loop, read_ready_line
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+
+from keepalive.check import Checker  # noqa: E402 - needs the repository root on the path
+from keepalive.targets import Target  # noqa: E402
+
 MAX_BODY = 1024 * 1024
 
 
@@ -184,6 +192,37 @@ async def run_raw(
     return await drive(rate, seconds, check, tick)
 
 
+async def run_checker(
+    ports: list[int], targets: int, rate: float, seconds: float, tick: float, lean: bool = True
+) -> dict[str, float]:
+    checker = Checker(lean=lean)
+    watched = [
+        Target(
+            name=f"t{i}",
+            url=f"http://127.0.0.1:{ports[i % len(ports)]}/t/{i}",
+            interval=10.0,
+            failure_threshold=3,
+            success_threshold=1,
+            timeout=5.0,
+        )
+        for i in range(targets)
+    ]
+
+    async def check(index: int) -> str | None:
+        return (await checker.check(watched[index % targets])).reason
+
+    try:
+        return await drive(rate, seconds, check, tick)
+    finally:
+        await checker.close()
+
+
+async def run_checker_aiohttp(
+    ports: list[int], targets: int, rate: float, seconds: float, tick: float
+) -> dict[str, float]:
+    return await run_checker(ports, targets, rate, seconds, tick, lean=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -191,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--targets", type=int, default=10000)
-    parser.add_argument("--clients", default="aiohttp,raw")
+    parser.add_argument("--clients", default="aiohttp,raw,checker,checker-aiohttp")
     parser.add_argument(
         "--tick", type=float, default=0.0, help="batch due checks every TICK s (0: one timer each)"
     )
@@ -205,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         ports = [int(p) for p in read_ready_line(farm, 20)["ports"]]
         for client in args.clients.split(","):
-            runner = {"aiohttp": run_aiohttp, "raw": run_raw}[client.strip()]
+            runner = {
+                "aiohttp": run_aiohttp,
+                "raw": run_raw,
+                "checker": run_checker,
+                "checker-aiohttp": run_checker_aiohttp,
+            }[client.strip()]
             time.sleep(1.0)
             result = asyncio.run(runner(ports, args.targets, args.rate, seconds, args.tick))
             print(
