@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from keepalive import __version__
 from keepalive.alerts import Alert, AlertKind
-from keepalive.check import Checker, CheckResult
+from keepalive.check import Checker, CheckResult, printable
 from keepalive.config import Settings, load_settings
 from keepalive.errors import ConfigError
 from keepalive.events import EventLog
@@ -130,7 +130,7 @@ def check_config(settings: Settings) -> int:
     for t in settings.targets:
         extra = f" max_latency={t.max_latency_ms:g}ms" if t.max_latency_ms else ""
         print(
-            f"  {t.name}  {t.url}  every {t.interval:g}s timeout {t.timeout:g}s "
+            f"  {printable(t.name)}  {printable(t.url)}  every {t.interval:g}s timeout {t.timeout:g}s "
             f"alert after {t.failure_threshold} fail(s), recover after {t.success_threshold} pass(es), "
             f"expect {'/'.join(t.expect_status)}{extra}{' reuse-connection' if t.reuse_connection else ''}"
         )
@@ -157,11 +157,12 @@ def run_once(settings: Settings) -> int:
     results = run_async(check_all)
     rows = [
         (
-            t.name,
+            # A name may hold anything TOML allows; the terminal gets no control characters.
+            printable(t.name),
             "PASS" if r.ok else "FAIL",
             "-" if r.latency_ms is None else f"{r.latency_ms:.0f} ms",
             r.reason or "",
-            t.url,
+            printable(t.url),
         )
         for t, r in zip(settings.targets, results, strict=True)
     ]
