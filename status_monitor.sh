@@ -131,7 +131,15 @@ if not rows:
     print("  (none yet)")
     sys.exit(0)
 header = ("TARGET", "STATE", "FAILS", "LAST CHECK", "LATENCY", "LAST REASON", "URL")
-table = [header] + [tuple(str(cell) for cell in row) for row in rows]
+
+
+def clean(cell):
+    """Names, reasons and URLs come from the targets file and the watched servers: no control
+    character of theirs reaches the terminal."""
+    return "".join(" " if ch < " " or ch == "\x7f" else ch for ch in str(cell))
+
+
+table = [header] + [tuple(clean(cell) for cell in row) for row in rows]
 widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
 for row in table:
     print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])

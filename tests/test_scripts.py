@@ -9,6 +9,7 @@ installed. The monitor watches a loopback target and serves its own endpoint on 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -234,6 +235,18 @@ def test_stop_and_status_when_never_started(repo: Repo) -> None:
     status = repo.run("status_monitor.sh")
     assert status.returncode == 3
     assert "stopped" in status.stdout
+
+
+def test_status_shows_saved_names_without_control_characters(repo: Repo) -> None:
+    state_dir = repo.root / "saved-state"
+    state_dir.mkdir()
+    record = {"url": "http://x/\x1b]0;title\x07", "status": "down", "last_reason": "bad\rline"}
+    document = {"version": 1, "saved_at": time.time(), "targets": {"evil\x1b[2Jname": record}}
+    (state_dir / "state.json").write_text(json.dumps(document))
+    status = repo.run("status_monitor.sh", MONITOR_STATE_DIR=str(state_dir))
+    assert status.returncode == 3, output(status)
+    assert "evil [2Jname" in status.stdout and "bad line" in status.stdout
+    assert not any(ch in status.stdout for ch in "\x1b\x07\r")
 
 
 @pytest.fixture
