@@ -58,8 +58,13 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Tar
         )
         mon = MonitorProcess(tmp, env).start()
         base = f"http://127.0.0.1:{port}"
-        mon.wait_event("target_down", target="broken")
         try:
+            mon.wait_event("target_down", target="broken")
+            # A target going up for the first time writes no event; its first check may still be
+            # on its way when the other target is already down.
+            wait_until(
+                lambda: get_json(base + "/health")[1]["targets_up"] == 1, what=f"{EVIL} checked and up"
+            )
             yield base, server, mon
         finally:
             mon.stop()

@@ -79,6 +79,14 @@ def row(outbox: Outbox, alert: Alert, channel: str, recipient: str) -> tuple[Any
         return found
 
 
+def settle(outbox: Outbox, worker: DeliveryWorker, what: str) -> None:
+    """Wait until no delivery is pending, then stop ``worker``. A sending thread records an
+    outcome in the outbox before it emits the outcome's event and counts it in the channel
+    figures: joining the threads (``stop``) is what makes those complete."""
+    wait_until(lambda: outbox.depth() == 0, what=what)
+    worker.stop(5.0)
+
+
 @pytest.fixture
 def outbox(tmp_path: Path) -> Iterator[Outbox]:
     box = Outbox(tmp_path / "state")
@@ -232,9 +240,9 @@ def test_more_than_digest_after_alerts_go_as_one_digest(
     alerts = [make_alert(f"t{i}") for i in range(4)]
     outbox.put(alerts, [("fake", "a")])
 
-    start_worker([fake], digest_after=3)
+    worker = start_worker([fake], digest_after=3)
 
-    wait_until(lambda: outbox.depth() == 0, what="the digest")
+    settle(outbox, worker, "the digest")
     assert fake.sent_to("a") == [[alert.id for alert in alerts]]
     [sent] = named(events, "alert_sent")
     assert sent["kind"] == "digest"
@@ -249,9 +257,9 @@ def test_temporary_failures_back_off_exponentially_up_to_the_cap(
     fake = Scripted(script={"a": [NotifyError("HTTP 500")] * 5})
     outbox.put([make_alert()], [("fake", "a")])
 
-    start_worker([fake], base_delay=0.05, max_delay=0.4)
+    worker = start_worker([fake], base_delay=0.05, max_delay=0.4)
 
-    wait_until(lambda: outbox.depth() == 0, what="delivery after five failures")
+    settle(outbox, worker, "delivery after five failures")
     retries = named(events, "alert_retry")
     assert [e["next_try_in"] for e in retries] == [0.05, 0.1, 0.2, 0.4, 0.4]
     assert [e["attempt"] for e in retries] == [1, 2, 3, 4, 5]
@@ -291,9 +299,9 @@ def test_a_permanent_failure_is_recorded_once_and_other_recipients_still_get_the
     alert = make_alert()
     outbox.put([alert], routes([fake]))
 
-    start_worker([fake])
+    worker = start_worker([fake])
 
-    wait_until(lambda: outbox.depth() == 0, what="every delivery settled")
+    settle(outbox, worker, "every delivery settled")
     assert fake.sent_to("a") == fake.sent_to("b") == fake.sent_to("c") == [[alert.id]]
     assert row(outbox, alert, "fake", "b") == ("failed", 1, "Forbidden: bot was blocked by the user", None)
     assert outbox.counts() == {"pending": 0, "sent": 2, "failed": 1}
@@ -371,7 +379,8 @@ def test_deliveries_to_a_channel_no_longer_configured_stay_pending_until_it_retu
 
     worker = start_worker([kept])
 
-    wait_until(lambda: kept.sent_to("a"), what="the configured channel")
+    # The send is recorded in the outbox just after the channel has accepted it.
+    wait_until(lambda: row(outbox, alert, "kept", "a")[0] == "sent", what="the configured channel")
     assert outbox.pending_by_channel() == {"dropped": 1}
     assert row(outbox, alert, "dropped", "a") == ("pending", 0, None, None)
 
@@ -391,7 +400,7 @@ def test_channel_stats_count_alerts_and_remember_the_last_error(
 
     worker = start_worker([fake, LogNotifier()])
 
-    wait_until(lambda: outbox.depth() == 0, what="everything settled")
+    settle(outbox, worker, "everything settled")
     stats = worker.channel_stats()
     assert stats["fake"]["sent_total"] == 3  # x and y to a, y to b
     assert stats["fake"]["failed_total"] == 1  # x to b
@@ -447,6 +456,7 @@ def test_an_outage_alert_reaches_every_recipient_once_and_a_recovery_once(
     outbox.put([make_alert("api", AlertKind.RECOVERED)], routes(notifiers))
     worker.wake()
     wait_until(lambda: outbox.counts() == {"pending": 0, "sent": 10, "failed": 0}, what="ten deliveries")
+    worker.stop(5.0)  # each sending thread emits its alert_sent just after recording the send
 
     for chat in ("101", "102"):
         texts = [m.rendered.splitlines()[0] for m in fake_telegram.messages_to(chat)]
@@ -483,6 +493,7 @@ def test_twenty_alerts_at_once_give_one_digest_per_recipient(
     worker.wake()
 
     wait_until(lambda: outbox.counts()["sent"] == 60, what="sixty deliveries")
+    worker.stop(5.0)  # each sending thread emits its alert_sent just after recording the send
     for chat in ("101", "102"):
         [message] = fake_telegram.messages_to(chat)
         assert message.rendered.splitlines()[0] == "📋 20 alerts (DOWN x20) from monitor-host"

@@ -79,8 +79,10 @@ def make_alert(
 
 class DeliveryHarness:
     """An outbox in ``state_dir`` and a worker with a fast backoff (0.05 s doubling to 0.4 s):
-    ``run()`` stores alerts for every recipient of the given channels and waits until each
-    delivery is sent or failed."""
+    ``run()`` stores alerts for every recipient of the given channels, waits until each
+    delivery is sent or failed, and then stops the worker, so every outcome's event and
+    channel figures are in place (a sending thread records the outcome in the outbox first
+    and reports it just after) and no idle worker is left to pick up a later run's alerts."""
 
     def __init__(self, state_dir: Path) -> None:
         self.events = EventLog(None)
@@ -102,6 +104,7 @@ class DeliveryHarness:
         self.outbox.put(alerts, routes(notifiers))
         worker.wake()
         wait_until(lambda: self.outbox.depth() == 0, timeout, what="every delivery sent or failed")
+        worker.stop(timeout)  # joins its sending threads: each has reported its outcome
         return worker
 
     def named(self, event: str) -> list[dict[str, Any]]:
