@@ -22,6 +22,7 @@ from keepalive import __version__, http1
 from keepalive.targets import Target
 
 MAX_BODY = 1024 * 1024
+TOO_LARGE = "body larger than 1 MiB"
 MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -206,13 +207,13 @@ class Checker:
             if not 200 <= resp.status < 300:
                 return f"HTTP {resp.status}"
             if resp.content_length is not None and resp.content_length > MAX_BODY:
-                return "body larger than 1 MiB"
+                return TOO_LARGE
             body = bytearray()
             # Read in chunks so a huge or endless body is cut at the limit, never buffered whole.
             while chunk := await resp.content.read(_CHUNK):
                 body += chunk
                 if len(body) > MAX_BODY:
-                    return "body larger than 1 MiB"
+                    return TOO_LARGE
         return judge_body(bytes(body), expect)
 
 
@@ -234,5 +235,5 @@ def judge_answer(answer: http1.Answer, expect: tuple[str, ...]) -> str | None:
             except zlib.error:
                 return "invalid HTTP answer"
         if len(body) > MAX_BODY:
-            return "body larger than 1 MiB"
+            return TOO_LARGE
     return judge_body(body, expect)

@@ -20,8 +20,9 @@ import functools
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024  # status line and header fields together
@@ -286,7 +287,10 @@ async def get(plan: Plan, resolver: Resolver, max_body: int) -> Answer:
 
 
 async def _connect_any(
-    loop: asyncio.AbstractEventLoop, factory: Any, addresses: list[tuple[int, str]], port: int
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], asyncio.Protocol],
+    addresses: list[tuple[int, str]],
+    port: int,
 ) -> asyncio.BaseTransport:
     # Each address in the resolver's order until one accepts, as a browser without Happy
     # Eyeballs would; the check's overall deadline bounds the whole attempt.

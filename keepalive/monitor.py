@@ -137,6 +137,13 @@ class TargetRuntime:
         self.task: asyncio.Task[None] | None = None  # the check in flight, if any
         self.retired = False  # removed or replaced by a reload: no further checks
 
+    def retire(self) -> None:
+        """No further checks for this runtime (removed, replaced or shutting down); a check in
+        flight is cancelled."""
+        self.retired = True
+        if self.task is not None:
+            self.task.cancel()
+
     def record(self) -> dict[str, Any]:
         return {
             "url": self.target.url,
@@ -194,6 +201,7 @@ class Monitor:
         self._due: list[tuple[float, int, TargetRuntime]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        # Kept beside the timer: uvloop's TimerHandle.when() is rounded to milliseconds.
         self._timer_when = math.inf
         # Outbox figures are read by a background task: SQLite (and its lock, held by a
         # delivery thread during an fsync) stays off the event loop.
@@ -251,11 +259,10 @@ class Monitor:
             self._timer.cancel()
             self._timer, self._timer_when = None, math.inf
         self._due.clear()
-        for rt in self.runtimes.values():
-            rt.retired = True
         tasks = [rt.task for rt in self.runtimes.values() if rt.task is not None]
-        for task in [*tasks, flusher]:
-            task.cancel()
+        for rt in self.runtimes.values():
+            rt.retire()
+        flusher.cancel()
         await asyncio.gather(*tasks, flusher, return_exceptions=True)
         if heartbeat is not None:
             heartbeat.cancel()
@@ -556,10 +563,7 @@ class Monitor:
         added: list[TargetRuntime] = []
         removed = [name for name in self.runtimes if name not in {t.name for t in settings.targets}]
         for name in removed:
-            gone = self.runtimes.pop(name)
-            gone.retired = True
-            if gone.task is not None:
-                gone.task.cancel()
+            self.runtimes.pop(name).retire()
         changed = 0
         for target in settings.targets:
             rt = self.runtimes.get(target.name)
@@ -569,9 +573,7 @@ class Monitor:
             state = rt.state if rt is not None and rt.target.url == target.url else TargetState()
             if rt is not None:
                 changed += 1
-                rt.retired = True
-                if rt.task is not None:
-                    rt.task.cancel()
+                rt.retire()
             new = TargetRuntime(target, policy, state, self.clock())
             if rt is not None and rt.target.url == target.url:
                 new.history, new.checks_ok, new.checks_failed = rt.history, rt.checks_ok, rt.checks_failed
