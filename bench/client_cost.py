@@ -9,7 +9,7 @@ against the loopback farm and reports this process's CPU ms per request for:
             asyncio.timeout per check, body read in 64 KiB chunks, json.loads
   raw       the least a check can do: asyncio.Protocol over loop.create_connection, write a
             prebuilt request, parse the status line, json.loads the body, close
-  checker   the monitor's own keepalive.check.Checker (plain http: the lean client of
+  checker   the monitor's own keepalive.probe.checker.Checker (plain http: the lean client of
             keepalive/http1.py), every reason and limit included
   checker-aiohttp   the same Checker with lean=False (what https and reused connections use)
 
@@ -35,7 +35,7 @@ from common import Children, install_fast_loop, read_ready_line
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
-from keepalive.check import Checker  # noqa: E402 - needs the repository root on the path
+from keepalive.probe.checker import Checker  # noqa: E402 - needs the repository root on the path
 from keepalive.targets import Target  # noqa: E402
 
 MAX_BODY = 1024 * 1024

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from keepalive.events import iso
-from keepalive.web import start_web
+from keepalive.web.app import start_web
 from tests.test_status_page import CHROMIUM as TEST_CHROMIUM
 from tests.test_status_page import FLAGS as TEST_FLAGS
 

@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 
 from keepalive import __version__
 from keepalive.alerts import Alert, AlertKind
-from keepalive.check import Checker, CheckResult, printable
 from keepalive.config import Settings, load_settings
 from keepalive.errors import ConfigError
 from keepalive.events import EventLog
+from keepalive.probe.checker import Checker, CheckResult, printable
 from keepalive.scrub import ScrubFilter, scrub
 
 EXIT_OK = 0
@@ -220,9 +220,9 @@ def test_alert(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from keepalive.monitor import Monitor
+    from keepalive.delivery.outbox import DeliveryWorker, Outbox
+    from keepalive.engine.monitor import Monitor
     from keepalive.notifiers.factory import build_notifiers
-    from keepalive.outbox import DeliveryWorker, Outbox
 
     raise_fd_limit()
     try:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from keepalive import http1
-from keepalive.check import Checker, CheckResult, judge_body
+from keepalive.probe import lean as http1
+from keepalive.probe.checker import Checker, CheckResult, judge_body
 from keepalive.targets import Target
 from tests.fakes.targets import TargetServer, closed_port
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keepalive.history import HISTORY_POINTS, History
+from keepalive.engine.history import HISTORY_POINTS, History
 
 
 def test_an_empty_history_has_no_uptime() -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from keepalive.alerts import Alert
 from keepalive.config import Settings, load_settings
+from keepalive.engine.monitor import Monitor
 from keepalive.events import EventLog
-from keepalive.monitor import Monitor
 from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.log import LogNotifier
 from tests.fakes.targets import TargetServer

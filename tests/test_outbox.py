@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from keepalive.alerts import Alert, AlertKind
+from keepalive.delivery.outbox import DeliveryWorker, Outbox
 from keepalive.events import EventLog
 from keepalive.notifiers.base import Notifier, NotifyError
 from keepalive.notifiers.email import EmailNotifier
 from keepalive.notifiers.factory import routes
 from keepalive.notifiers.log import LogNotifier
 from keepalive.notifiers.telegram import TelegramNotifier
-from keepalive.outbox import DeliveryWorker, Outbox
 from tests.fakes.delivery_fixtures import make_alert, wait_until
 from tests.fakes.smtp_server import FakeSMTP
 from tests.fakes.telegram_api import FakeTelegram, Rule
@@ -537,7 +537,7 @@ import sys, threading
 from pathlib import Path
 from keepalive.events import EventLog
 from keepalive.notifiers.telegram import TelegramNotifier
-from keepalive.outbox import DeliveryWorker, Outbox
+from keepalive.delivery.outbox import DeliveryWorker, Outbox
 from tests.fakes.delivery_fixtures import make_alert
 
 state, url, token = sys.argv[1:4]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keepalive.statestore import StateStore
+from keepalive.engine.statestore import StateStore
 
 
 def test_saved_records_load_back(tmp_path: Path) -> None:

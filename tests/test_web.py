@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from keepalive.errors import ConfigError
-from keepalive.web import start_web
+from keepalive.web.app import start_web
 
 EVIL = "<script>alert(1)</script>"
 
@@ -430,7 +430,7 @@ def test_page_assets_are_served_with_their_type(path: str, content_type: str) ->
 
 
 def test_status_script_never_uses_inner_html() -> None:
-    from keepalive.web import STATIC_DIR
+    from keepalive.web.app import STATIC_DIR
 
     script = (STATIC_DIR / "status.js").read_text(encoding="utf-8")
     code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("//"))

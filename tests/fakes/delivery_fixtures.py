@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from keepalive.alerts import Alert, AlertKind, alert_id
+from keepalive.delivery.outbox import DeliveryWorker, Outbox
 from keepalive.events import EventLog
 from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.factory import routes
-from keepalive.outbox import DeliveryWorker, Outbox
 from tests.fakes.smtp_server import FakeSMTP, make_self_signed
 from tests.fakes.telegram_api import FakeTelegram
 from tests.monitor_proc import free_port, wait_until

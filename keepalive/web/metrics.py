@@ -50,7 +50,7 @@ _LAG_QUANTILES = (("p50", "0.5"), ("p99", "0.99"), ("max", "1"))
 
 
 class StatusSource(Protocol):
-    """The part of keepalive.web.MonitorView the metrics need."""
+    """The part of keepalive.web.app.MonitorView the metrics need."""
 
     def status(self, include_history: bool = True) -> dict[str, Any]: ...
 

@@ -5,7 +5,7 @@ is given no settings, so nothing secret can reach a page: what the view returns 
 
 Routes (GET only; aiohttp answers HEAD for each, anything else is 405, unknown paths 404):
     /health             200 {"status": "ok", ...} or 503 {"status": "stalled", ...}
-    /metrics            Prometheus text format (see keepalive.metrics)
+    /metrics            Prometheus text format (see keepalive.web.metrics)
     /api/status         the status document; ``?history=0`` leaves out the per-target history
     /                   the status page, which polls /api/status
     /static/status.js   its script, served separately so the page's CSP needs no inline code
@@ -23,7 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from keepalive.errors import ConfigError
-from keepalive.metrics import build_registry
+from keepalive.web.metrics import build_registry
 
 STATIC_DIR = Path(__file__).parent / "static"
 

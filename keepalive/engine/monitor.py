@@ -27,13 +27,13 @@ import aiohttp
 
 from keepalive import __version__
 from keepalive.alerts import Alert, AlertKind, alert_id
-from keepalive.check import Checker, CheckResult
 from keepalive.config import Settings
+from keepalive.engine.history import History
+from keepalive.engine.statestore import StateStore
 from keepalive.events import EventLog, iso
-from keepalive.history import History
 from keepalive.notifiers.base import Notifier
+from keepalive.probe.checker import Checker, CheckResult
 from keepalive.state import Policy, Raised, Status, TargetState, step
-from keepalive.statestore import StateStore
 from keepalive.targets import Target
 
 log = logging.getLogger("keepalive.monitor")
@@ -213,7 +213,7 @@ class Monitor:
 
     async def run(self, stop: asyncio.Event, on_started: Callable[[], None] | None = None) -> None:
         """Check every target until ``stop`` is set; then save state and outbox and return."""
-        from keepalive.web import start_web  # the web layer imports nothing from here at load time
+        from keepalive.web.app import start_web  # the web layer imports nothing from here at load time
 
         loop = asyncio.get_running_loop()
         self._loop = loop

@@ -18,7 +18,8 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from keepalive import __version__, http1
+from keepalive import __version__
+from keepalive.probe import lean as http1
 from keepalive.targets import Target
 
 MAX_BODY = 1024 * 1024

@@ -1,0 +1,1 @@
+"""Delivery: the durable outbox, the retry/digest policy and the worker that sends alerts."""

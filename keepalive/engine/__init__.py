@@ -1,0 +1,1 @@
+"""The engine: schedules checks, turns results into alerts, persists state, builds snapshots."""

@@ -1,0 +1,1 @@
+"""The probe: one check of one target -> a CheckResult (never raises)."""
