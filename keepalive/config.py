@@ -114,6 +114,8 @@ class Settings:
     targets: tuple[Target, ...]
     root: Path = ROOT
     raw: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # A private CA for the mail server (SMTP_CA_FILE); None: the system's trust store.
+    smtp_ca_file: Path | None = None
 
     @property
     def telegram(self) -> Channel:

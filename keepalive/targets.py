@@ -46,6 +46,11 @@ class Target:
     # so each check opens a fresh one unless the operator opts in.
     reuse_connection: bool = False
 
+    @property
+    def public_url(self) -> str:
+        """The URL as it may be shown anywhere (events, alerts, pages, metrics): no password."""
+        return public_url(self.url)
+
 
 def check_url(value: str) -> str | None:
     """Return why ``value`` is not an http(s) URL with a host, or None when it is."""
@@ -59,6 +64,20 @@ def check_url(value: str) -> str | None:
     if not parts.hostname:
         return "the URL has no host"
     return None
+
+
+def public_url(url: str) -> str:
+    """``url`` with the password of its user-info replaced by ``***`` (SPEC section 6)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def name_from_url(url: str) -> str:
