@@ -39,10 +39,12 @@ class CheckResult:
 
 
 def printable(text: str) -> str:
-    """``text`` safe to log, store and send: control characters become spaces and lone
-    surrogates (legal in JSON, not encodable as UTF-8) become U+FFFD."""
+    """``text`` safe to log, store and send: control characters (C0, DEL and C1, whose U+009B
+    is a terminal's CSI) become spaces and lone surrogates (legal in JSON, not encodable as
+    UTF-8) become U+FFFD."""
     return "".join(
-        " " if ch < " " or ch == "\x7f" else "\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text
+        " " if ch < " " or "\x7f" <= ch <= "\x9f" else "\ufffd" if "\ud800" <= ch <= "\udfff" else ch
+        for ch in text
     )
 
 
