@@ -29,6 +29,17 @@ from keepalive import __version__
 from keepalive.alerts import Alert, AlertKind, alert_id
 from keepalive.config import Settings
 from keepalive.engine.history import History
+from keepalive.engine.snapshot import (
+    STATUS_OK,
+    STATUS_STALLED,
+    ChannelSnapshot,
+    HistoryPoint,
+    LagSnapshot,
+    MonitorSnapshot,
+    TargetSnapshot,
+    to_health,
+    to_status_json,
+)
 from keepalive.engine.statestore import StateStore
 from keepalive.events import EventLog, iso
 from keepalive.notifiers.base import Notifier
@@ -207,7 +218,7 @@ class Monitor:
         # delivery thread during an fsync) stays off the event loop.
         self._outbox_depth = 0
         self._outbox_oldest: float | None = None
-        self._status_cache: dict[bool, tuple[float, dict[str, Any]]] = {}
+        self._status_cache: dict[bool, tuple[float, MonitorSnapshot]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -666,32 +677,22 @@ class Monitor:
         return self._outbox_depth, None if oldest is None else round(max(0.0, self.clock() - oldest), 3)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        progressing = self.is_progressing()
-        counts = self._counts()
-        depth, oldest = self._outbox_figures()
-        loop_now = self._loop.time() if self._loop is not None else 0.0
-        return progressing, {
-            "status": "ok" if progressing else "stalled",
-            "uptime_seconds": round(self.clock() - self.started_at, 3),
-            "targets_up": counts["up"],
-            "targets_down": counts["down"],
-            "targets_failing": counts["failing"],
-            "outbox_depth": depth,
-            "oldest_undelivered_age_seconds": oldest,
-            "last_progress_age_seconds": round(loop_now - self._last_progress, 3),
-            "stall_after_seconds": self._stall_after(),
-        }
+        return to_health(self.snapshot())
 
     def status(self, include_history: bool = True) -> dict[str, Any]:
+        return to_status_json(self.snapshot(include_history), include_history)
+
+    def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
+        """The monitor as it is now, rebuilt at most once every STATUS_CACHE_SECONDS."""
         now = time.monotonic()
         cached = self._status_cache.get(include_history)
         if cached is not None and now - cached[0] < STATUS_CACHE_SECONDS:
             return cached[1]
-        document = self._build_status(include_history)
-        self._status_cache[include_history] = (now, document)
-        return document
+        snap = self._build_snapshot(include_history)
+        self._status_cache[include_history] = (now, snap)
+        return snap
 
-    def _build_status(self, include_history: bool) -> dict[str, Any]:
+    def _build_snapshot(self, include_history: bool) -> MonitorSnapshot:
         counts = self._counts()
         depth, oldest = self._outbox_figures()
         lags = sorted(self._lags)
@@ -700,68 +701,65 @@ class Monitor:
         for rt in self.runtimes.values():
             status = rt.state.status
             since = rt.state.since if status in (Status.FAILING, Status.DOWN) else rt.status_since
-            item: dict[str, Any] = {
-                "name": rt.target.name,
-                "url": rt.target.url,
-                "state": status.value,
-                "last_check": iso(rt.last_check),
-                "last_latency_ms": None if rt.last_latency_ms is None else round(rt.last_latency_ms, 2),
-                "last_reason": rt.last_reason
-                if status != Status.UP
-                else (None if rt.last_ok else rt.last_reason),
-                "consecutive_failures": rt.consecutive_failures,
-                "since": iso(since) if status != Status.UNKNOWN else None,
-                "interval_seconds": rt.target.interval,
-                "uptime_percent": rt.history.uptime_percent(),
-                "checks_ok_total": rt.checks_ok,
-                "checks_failed_total": rt.checks_failed,
-            }
-            if include_history:
-                item["history"] = [list(point) for point in rt.history.points()]
-            targets.append(item)
+            targets.append(
+                TargetSnapshot(
+                    name=rt.target.name,
+                    url=rt.target.public_url,
+                    state=status,
+                    last_check=rt.last_check,
+                    last_latency_ms=rt.last_latency_ms,
+                    last_reason=rt.last_reason
+                    if status != Status.UP
+                    else (None if rt.last_ok else rt.last_reason),
+                    consecutive_failures=rt.consecutive_failures,
+                    since=since if status != Status.UNKNOWN else None,
+                    interval_seconds=rt.target.interval,
+                    uptime_percent=rt.history.uptime_percent(),
+                    checks_ok_total=rt.checks_ok,
+                    checks_failed_total=rt.checks_failed,
+                    history=tuple(HistoryPoint(*p) for p in rt.history.points()) if include_history else None,
+                )
+            )
         channels = []
         for channel in self.settings.channels():
             stat = stats.get(channel.name, {})
             channels.append(
-                {
-                    "name": channel.name,
-                    "enabled": channel.enabled,
-                    "why": channel.why,
-                    "last_success": iso(stat.get("last_success")),
-                    "last_error": stat.get("last_error"),
-                    "last_error_at": iso(stat.get("last_error_at")),
-                    "sent_total": int(stat.get("sent_total", 0)),
-                    "failed_total": int(stat.get("failed_total", 0)),
-                }
+                ChannelSnapshot(
+                    name=channel.name,
+                    enabled=channel.enabled,
+                    why=channel.why,
+                    last_success=stat.get("last_success"),
+                    last_error=stat.get("last_error"),
+                    last_error_at=stat.get("last_error_at"),
+                    sent_total=int(stat.get("sent_total", 0)),
+                    failed_total=int(stat.get("failed_total", 0)),
+                )
             )
-        return {
-            "monitor": {
-                "host": self.hostname,
-                "version": __version__,
-                "python": platform.python_version(),
-                "started_at": iso(self.started_at),
-                "uptime_seconds": round(self.clock() - self.started_at, 3),
-                "status": "ok" if self.is_progressing() else "stalled",
-                "stall_after_seconds": self._stall_after(),
-                "targets_total": len(self.runtimes),
-                "targets_up": counts["up"],
-                "targets_failing": counts["failing"],
-                "targets_down": counts["down"],
-                "targets_unknown": counts["unknown"],
-                "outbox_depth": depth,
-                "oldest_undelivered_age_seconds": oldest,
-                "checks_total": self.checks_total,
-                "checks_missed_total": self.checks_missed,
-                "schedule_lag_seconds": {
-                    "p50": _round(percentile(lags, 0.50)),
-                    "p99": _round(percentile(lags, 0.99)),
-                    "max": _round(self._lag_max if lags else None),
-                },
-            },
-            "targets": targets,
-            "channels": channels,
-        }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
+        progressing = self.is_progressing()
+        loop_now = self._loop.time() if self._loop is not None else 0.0
+        return MonitorSnapshot(
+            host=self.hostname,
+            version=__version__,
+            python=platform.python_version(),
+            taken_at=self.clock(),
+            started_at=self.started_at,
+            healthy=progressing,
+            status=STATUS_OK if progressing else STATUS_STALLED,
+            problems=() if progressing else ("the checking loop has stopped making progress",),
+            progressing=progressing,
+            stall_after_seconds=self._stall_after(),
+            last_progress_age_seconds=loop_now - self._last_progress,
+            targets_up=counts["up"],
+            targets_failing=counts["failing"],
+            targets_down=counts["down"],
+            targets_unknown=counts["unknown"],
+            outbox_depth=depth,
+            oldest_undelivered_age_seconds=oldest,
+            checks_total=self.checks_total,
+            checks_missed_total=self.checks_missed,
+            schedule_lag=LagSnapshot(
+                p50=percentile(lags, 0.50), p99=percentile(lags, 0.99), max=self._lag_max if lags else None
+            ),
+            targets=tuple(targets),
+            channels=tuple(channels),
+        )

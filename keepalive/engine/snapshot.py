@@ -1,0 +1,198 @@
+"""A typed, immutable picture of the running monitor that /health, /api/status and /metrics
+all render from.
+
+The engine builds one ``MonitorSnapshot`` at most once a second (and a target's part only
+when that target changed), so a request costs a lookup, not a walk over every runtime. Times
+are raw floats, Unix epoch seconds; renderers format them (ISO for JSON, plain numbers for
+Prometheus), so nothing downstream re-parses a timestamp.
+
+URLs here are ``Target.public_url``: no password ever reaches a snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from keepalive.events import iso
+from keepalive.state import Status
+
+# /health "status" words, from the most to the least serious problem; "ok" when none.
+STATUS_OK = "ok"
+STATUS_STALLED = "stalled"
+STATUS_ALERT_PATH = "alert_path_failing"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One recent check: when (epoch), latency in ms (None when it failed), passed or not."""
+
+    at: float
+    latency_ms: float | None
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSnapshot:
+    name: str
+    url: str  # Target.public_url
+    state: Status
+    last_check: float | None  # epoch seconds
+    last_latency_ms: float | None
+    last_reason: str | None  # None while up and the last check passed
+    consecutive_failures: int
+    since: float | None  # epoch of the current state's start (the outage's first failure); None if unknown
+    interval_seconds: float
+    uptime_percent: float | None  # over the recent history; None before the first check
+    checks_ok_total: int
+    checks_failed_total: int
+    # Oldest first; None when the snapshot was taken without history (it is the costly part).
+    history: tuple[HistoryPoint, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSnapshot:
+    name: str
+    enabled: bool
+    why: str
+    last_success: float | None  # epoch seconds
+    last_error: str | None
+    last_error_at: float | None  # epoch seconds
+    sent_total: int
+    failed_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class LagSnapshot:
+    """How late checks started against their schedule (seconds), over recent checks."""
+
+    p50: float | None
+    p99: float | None
+    max: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSnapshot:
+    host: str
+    version: str
+    python: str
+    taken_at: float  # epoch seconds the snapshot was built
+    started_at: float  # epoch seconds
+    # True while checks make progress AND the alert path works (outbox writable, state saved).
+    healthy: bool
+    status: str  # STATUS_OK, STATUS_STALLED or STATUS_ALERT_PATH
+    problems: tuple[str, ...]  # one line each, why it is not healthy; empty when healthy
+    progressing: bool  # the checking loop alone
+    stall_after_seconds: float
+    last_progress_age_seconds: float
+    targets_up: int
+    targets_failing: int
+    targets_down: int
+    targets_unknown: int
+    outbox_depth: int
+    oldest_undelivered_age_seconds: float | None  # None when nothing waits
+    checks_total: int
+    checks_missed_total: int
+    schedule_lag: LagSnapshot
+    targets: tuple[TargetSnapshot, ...]
+    channels: tuple[ChannelSnapshot, ...]
+
+    @property
+    def uptime_seconds(self) -> float:
+        return max(0.0, self.taken_at - self.started_at)
+
+    @property
+    def targets_total(self) -> int:
+        return len(self.targets)
+
+    @property
+    def has_history(self) -> bool:
+        return all(t.history is not None for t in self.targets)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def to_health(snapshot: MonitorSnapshot) -> tuple[bool, dict[str, Any]]:
+    """(healthy?, the /health body): 200 when healthy, else 503 with ``status`` and ``problems``."""
+    return snapshot.healthy, {
+        "status": snapshot.status,
+        "problems": list(snapshot.problems),
+        "uptime_seconds": round(snapshot.uptime_seconds, 3),
+        "targets_up": snapshot.targets_up,
+        "targets_down": snapshot.targets_down,
+        "targets_failing": snapshot.targets_failing,
+        "outbox_depth": snapshot.outbox_depth,
+        "oldest_undelivered_age_seconds": _round(snapshot.oldest_undelivered_age_seconds, 3),
+        "last_progress_age_seconds": round(snapshot.last_progress_age_seconds, 3),
+        "stall_after_seconds": snapshot.stall_after_seconds,
+    }
+
+
+def _target_json(target: TargetSnapshot, include_history: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "name": target.name,
+        "url": target.url,
+        "state": target.state.value,
+        "last_check": iso(target.last_check),
+        "last_latency_ms": _round(target.last_latency_ms, 2),
+        "last_reason": target.last_reason,
+        "consecutive_failures": target.consecutive_failures,
+        "since": iso(target.since),
+        "interval_seconds": target.interval_seconds,
+        "uptime_percent": target.uptime_percent,
+        "checks_ok_total": target.checks_ok_total,
+        "checks_failed_total": target.checks_failed_total,
+    }
+    if include_history:
+        if target.history is None:
+            raise ValueError("this snapshot was taken without history")
+        item["history"] = [[p.at, p.latency_ms, p.ok] for p in target.history]
+    return item
+
+
+def _channel_json(channel: ChannelSnapshot) -> dict[str, Any]:
+    return {
+        "name": channel.name,
+        "enabled": channel.enabled,
+        "why": channel.why,
+        "last_success": iso(channel.last_success),
+        "last_error": channel.last_error,
+        "last_error_at": iso(channel.last_error_at),
+        "sent_total": channel.sent_total,
+        "failed_total": channel.failed_total,
+    }
+
+
+def to_status_json(snapshot: MonitorSnapshot, include_history: bool) -> dict[str, Any]:
+    """The /api/status document: {"monitor": {...}, "targets": [...], "channels": [...]}."""
+    lag = snapshot.schedule_lag
+    return {
+        "monitor": {
+            "host": snapshot.host,
+            "version": snapshot.version,
+            "python": snapshot.python,
+            "started_at": iso(snapshot.started_at),
+            "uptime_seconds": round(snapshot.uptime_seconds, 3),
+            "status": snapshot.status,
+            "problems": list(snapshot.problems),
+            "stall_after_seconds": snapshot.stall_after_seconds,
+            "targets_total": snapshot.targets_total,
+            "targets_up": snapshot.targets_up,
+            "targets_failing": snapshot.targets_failing,
+            "targets_down": snapshot.targets_down,
+            "targets_unknown": snapshot.targets_unknown,
+            "outbox_depth": snapshot.outbox_depth,
+            "oldest_undelivered_age_seconds": _round(snapshot.oldest_undelivered_age_seconds, 3),
+            "checks_total": snapshot.checks_total,
+            "checks_missed_total": snapshot.checks_missed_total,
+            "schedule_lag_seconds": {
+                "p50": _round(lag.p50, 4),
+                "p99": _round(lag.p99, 4),
+                "max": _round(lag.max, 4),
+            },
+        },
+        "targets": [_target_json(t, include_history) for t in snapshot.targets],
+        "channels": [_channel_json(c) for c in snapshot.channels],
+    }
