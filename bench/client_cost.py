@@ -1,6 +1,6 @@
 """What one fresh-connection health check costs in CPU, by HTTP client implementation.
 
-    python bench/client_cost.py --rate 1000 --seconds 20          # starts its own farm
+    python -m bench.client_cost --rate 1000 --seconds 20          # starts its own farm
 
 Fires GET /t/<i> at a fixed rate (one task per request, as the monitor's scheduler does)
 against the loopback farm and reports this process's CPU ms per request for:
@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import cast
 
 import aiohttp
-from common import Children, install_fast_loop, read_ready_line
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))
+from bench.aio import install_fast_loop
+from bench.children import Children, read_ready_line
+from keepalive.probe.checker import Checker
+from keepalive.targets import Target
 
-from keepalive.probe.checker import Checker  # noqa: E402 - needs the repository root on the path
-from keepalive.targets import Target  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MAX_BODY = 1024 * 1024
 
@@ -240,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     children = Children()
     try:
         farm = children.start(
-            [sys.executable, str(BENCH / "farm.py"), "--targets", str(args.targets)], stdout=subprocess.PIPE
+            [sys.executable, "-m", "bench.farm", "--targets", str(args.targets)],
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
         )
         ports = [int(p) for p in read_ready_line(farm, 20)["ports"]]
         for client in args.clients.split(","):

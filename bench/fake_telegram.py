@@ -5,7 +5,7 @@
   GET  /_messages                every message so far: [{"t": epoch seconds, "chat_id", "text"}]
   POST /_clear                   forget the recorded messages
 
-Run: ``python bench/fake_telegram.py --port 0`` prints one JSON line ``{"port": N}`` once it
+Run: ``python -m bench.fake_telegram --port 0`` prints one JSON line ``{"port": N}`` once it
 listens; it stops on SIGTERM/SIGINT, when its parent exits, or after --max-seconds.
 """
 
@@ -20,7 +20,8 @@ import time
 from typing import Any
 
 from aiohttp import web
-from common import install_fast_loop, watch_parent
+
+from bench.aio import install_fast_loop, watch_parent
 
 MESSAGES = web.AppKey("messages", list)
 

@@ -15,7 +15,7 @@ The window's "gaps" are, per target, the time between two consecutive requests: 
 punctual poller at interval S gives gaps of exactly S, so the farm sees every poller (ours or a
 peer) with the same yardstick.
 
-Run: ``python bench/farm.py --ports 0,0,0,0`` prints one JSON line ``{"ports": [...]}`` once
+Run: ``python -m bench.farm --ports 0,0,0,0`` prints one JSON line ``{"ports": [...]}`` once
 it listens, and stops on SIGTERM/SIGINT, when its parent exits, or after --max-seconds.
 """
 
@@ -30,7 +30,7 @@ import time
 from typing import Any, cast
 from urllib.parse import parse_qs
 
-from common import install_fast_loop, watch_parent
+from bench.aio import install_fast_loop, watch_parent
 
 OK_BODY = b'{"status": "ok"}'
 FAIL_BODIES = {

@@ -1,8 +1,8 @@
 """Run monitor_server.py with its garbage-collector pauses logged (an experiment, not a fix).
 
-    BENCH_GC_LOG=/tmp/gc.log .venv/bin/python bench/run.py --sizes 10000 --duration 30 \
+    BENCH_GC_LOG=/tmp/gc.log .venv/bin/python -m bench.run --sizes 10000 --duration 30 \
         --peers none --no-alert --ceiling-seconds 0 --monitor bench/gc_probe.py
-    BENCH_GC_LOG=/tmp/gc-frozen.log BENCH_GC_FREEZE_AFTER=14 .venv/bin/python bench/run.py ...
+    BENCH_GC_LOG=/tmp/gc-frozen.log BENCH_GC_FREEZE_AFTER=14 .venv/bin/python -m bench.run ...
 
 Writes one line per collection: ``<epoch> gen<N> <ms>ms collected=<n>``. With
 BENCH_GC_FREEZE_AFTER=S it calls ``gc.freeze()`` S seconds after start (after the first round

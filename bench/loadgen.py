@@ -17,7 +17,7 @@ import sys
 import time
 from typing import cast
 
-from common import install_fast_loop
+from bench.aio import install_fast_loop
 
 
 class OneRequest(asyncio.Protocol):

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from common import install_fast_loop, percentile
+from bench.aio import install_fast_loop
+from bench.percentile import percentile
 
 
 class Pool:

@@ -1,6 +1,6 @@
 """Summarise a py-spy ``--format raw`` (collapsed stacks) profile: where the CPU goes.
 
-    python bench/pyspy_top.py profile.txt [--top 25]
+    python -m bench.pyspy_top profile.txt [--top 25]
 
 Prints, as % of the non-idle samples: the functions with the most *self* time (the frame that
 was running), the most *inclusive* time (anywhere on the stack), and a split by area (aiohttp,

@@ -1,4 +1,4 @@
-"""The scale bench (bench/run.py) runs end to end at a tiny size and reports its figures.
+"""The scale bench (python -m bench.run) runs end to end at a tiny size and reports its figures.
 
 This only proves the bench works, so it cannot rot: it never asserts how fast anything is.
 """
@@ -20,8 +20,7 @@ pytestmark = pytest.mark.slow
 def test_bench_runs_at_a_tiny_size_and_reports(tmp_path: Path) -> None:
     out_json = tmp_path / "bench.json"
     command = [
-        sys.executable,
-        str(ROOT / "bench" / "run.py"),
+        sys.executable, "-m", "bench.run",
         "--sizes", "20",
         "--interval", "1",
         "--duration", "3",
@@ -66,9 +65,32 @@ def test_bench_runs_at_a_tiny_size_and_reports(tmp_path: Path) -> None:
     # The alert test ran: a target was flipped and the latency (or why not) was recorded.
     assert "latency_seconds" in ours["alert"] and "bound_seconds" in ours["alert"]
 
+    # --report re-prints the same report from the JSON alone.
+    again = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--report", str(out_json)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == out_json.with_suffix(".md").read_text()
 
-def test_bench_rejects_bad_arguments() -> None:
-    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--sizes", "0"]
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--sizes", "0"], "--sizes: target counts from 1 to 99999"),
+        (["--sizes", "abc"], "--sizes: comma-separated whole numbers"),
+        (["--sizes", "10,20", "--interval", "1,2,3"], "--interval: one value, or one per size"),
+        (["--interval", "fast"], "--interval: comma-separated numbers of seconds"),
+        (["--peers", "nagios"], "--peers: unknown peer 'nagios'"),
+        (["--duration", "0"], "--duration: from 0.5 to 3600 seconds"),
+        (["--repeat", "0"], "--repeat: from 1 to 20"),
+        (["--report"], "usage: python -m bench.run --report RESULTS.json"),
+        (["--report", "/nonexistent/bench.json"], "error: cannot read /nonexistent/bench.json"),
+    ],
+)
+def test_bench_rejects_bad_arguments_in_one_line(arguments: list[str], message: str) -> None:
+    command = [sys.executable, "-m", "bench.run", *arguments]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 2
-    assert "--sizes" in proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
