@@ -9,15 +9,17 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
 from keepalive.errors import ConfigError
 from keepalive.scrub import mask, register_secret
-from keepalive.targets import MIN_INTERVAL, Target, check_url, load_targets_file, name_from_url
+from keepalive.targets import MIN_INTERVAL, Target, check_url, load_targets_file, public_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,13 +35,16 @@ DEFAULTS: dict[str, str] = {
     "MONITOR_TARGETS_FILE": "",
     "MONITOR_MAX_CONCURRENCY": "1000",
     "TELEGRAM_BOT_TOKEN": "YOUR_TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_BOT_TOKEN_FILE": "",
     "TELEGRAM_CHAT_ID": "YOUR_TELEGRAM_CHAT_ID",
     "TELEGRAM_API_URL": "https://api.telegram.org",
     "SMTP_SERVER": "smtp.example.com",
     "SMTP_PORT": "587",
     "SMTP_USERNAME": "your_email@example.com",
     "SMTP_PASSWORD": "YOUR_EMAIL_PASSWORD",
+    "SMTP_PASSWORD_FILE": "",
     "SMTP_SECURITY": "starttls",
+    "SMTP_CA_FILE": "",
     "EMAIL_SENDER": "",
     "EMAIL_RECIPIENT": "alert_recipient@example.com",
     "MONITOR_HTTP_HOST": "127.0.0.1",
@@ -47,10 +52,43 @@ DEFAULTS: dict[str, str] = {
     "MONITOR_STATE_DIR": "state",
     "MONITOR_LOG_FILE": "monitor.log",
     "MONITOR_EVENTS_FILE": "logs/monitor_events.jsonl",
+    "MONITOR_LOG_MAX_BYTES": "10MiB",
+    "MONITOR_LOG_BACKUPS": "5",
     "MONITOR_PID_FILE": "monitor.pid",
+    "STOP_GRACE_SECONDS": "",
 }
 
 SECRET_NAMES = frozenset({"TELEGRAM_BOT_TOKEN", "SMTP_PASSWORD"})
+# A secret may instead be read from a file (systemd credentials, Docker secrets, a 0600 file).
+SECRET_FILES = {"TELEGRAM_BOT_TOKEN": "TELEGRAM_BOT_TOKEN_FILE", "SMTP_PASSWORD": "SMTP_PASSWORD_FILE"}
+# Settings naming a file or directory: made absolute against the repository root.
+PATH_SETTINGS = frozenset(
+    {
+        "MONITOR_TARGETS_FILE",
+        "TELEGRAM_BOT_TOKEN_FILE",
+        "SMTP_PASSWORD_FILE",
+        "SMTP_CA_FILE",
+        "MONITOR_STATE_DIR",
+        "MONITOR_LOG_FILE",
+        "MONITOR_EVENTS_FILE",
+        "MONITOR_PID_FILE",
+    }
+)
+URL_SETTINGS = ("HEALTH_CHECK_URL", "HEARTBEAT_URL", "TELEGRAM_API_URL")
+# A secret file is a token or a password; anything larger is the wrong file.
+SECRET_FILE_LIMIT = 64 * 1024
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gib": 1024**3,
+}
+_SIZE = re.compile(r"^(\d+)\s*([a-z]*)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 PLACEHOLDERS = frozenset(
     {
         "YOUR_TELEGRAM_BOT_TOKEN",
@@ -116,6 +154,12 @@ class Settings:
     raw: Mapping[str, str] = field(default_factory=dict, repr=False)
     # A private CA for the mail server (SMTP_CA_FILE); None: the system's trust store.
     smtp_ca_file: Path | None = None
+    # Size at which the log and events files are rotated (0: never, e.g. for logrotate) and
+    # how many rotated files of each are kept.
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+    # Seconds stop_monitor.sh waits after SIGTERM before SIGKILL.
+    stop_grace: int = 10
 
     @property
     def telegram(self) -> Channel:
@@ -148,12 +192,19 @@ class Settings:
         return f"channels on=[{', '.join(on)}] off=[{', '.join(off)}]"
 
     def effective(self) -> list[tuple[str, str]]:
-        """Every setting's effective value, secrets masked, for --check-config."""
+        """Every setting's effective value, secrets masked, URL passwords masked, for --check-config."""
+        secrets = {"TELEGRAM_BOT_TOKEN": self.telegram_bot_token, "SMTP_PASSWORD": self.smtp_password}
         rows: list[tuple[str, str]] = []
         for name in DEFAULTS:
             value = self.raw.get(name, DEFAULTS[name])
             if name in SECRET_NAMES:
-                value = mask(None if is_placeholder(value) else value)
+                value = mask(secrets[name])
+                if self.raw.get(SECRET_FILES[name]):
+                    value += f" from {SECRET_FILES[name]}"
+            elif name in URL_SETTINGS:
+                value = public_url(value)
+            elif name == "STOP_GRACE_SECONDS" and not value:
+                value = f"{self.stop_grace} (REQUEST_TIMEOUT + 5 s)"
             rows.append((name, value))
         return rows
 
@@ -209,6 +260,94 @@ def _path(root: Path, value: str) -> Path:
     return path if path.is_absolute() else root / path
 
 
+def path_setting(raw: Mapping[str, str], name: str, root: Path = ROOT) -> Path | None:
+    """The setting ``name`` as an absolute path, or None when it is empty.
+
+    Control characters are refused: such a path is a mistake, and it would reach terminals
+    and the scripts' output."""
+    value = raw.get(name, DEFAULTS[name])
+    if not value:
+        return None
+    if _CONTROL.search(value):
+        raise _bad(name, value, "a path without control characters")
+    return _path(root, value)
+
+
+def _required_path(raw: Mapping[str, str], name: str, root: Path) -> Path:
+    path = path_setting(raw, name, root)
+    if path is None:
+        raise _bad(name, "", "a path")
+    return path
+
+
+def _size(name: str, value: str) -> int:
+    match = _SIZE.match(value.strip().lower())
+    if not match or match.group(2) not in _SIZE_UNITS:
+        raise _bad(name, value, "a size in bytes >= 0, optionally with a unit: 10485760, 512KiB, 10MiB, 1GiB")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def _secret(raw: Mapping[str, str], name: str, root: Path) -> str:
+    """A secret from its setting, or from the file its ``_FILE`` setting names (not both)."""
+    file_name = SECRET_FILES[name]
+    direct = "" if is_placeholder(raw[name]) else raw[name]
+    path = path_setting(raw, file_name, root)
+    if path is None:
+        return direct
+    if direct:
+        raise ConfigError(f"{name} and {file_name} are both set: expected only one of them")
+    shown = repr(str(path))
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(SECRET_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise ConfigError(f"{file_name}={shown} cannot be read: {exc.strerror}") from None
+    if len(data) > SECRET_FILE_LIMIT:
+        raise ConfigError(f"{file_name}={shown} is invalid: larger than {SECRET_FILE_LIMIT} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file_name}={shown} is invalid: not UTF-8 text (byte {exc.start})") from None
+    # Editors and `echo` end the file with a newline; it is not part of the secret.
+    text = text.rstrip("\r\n")
+    if not text:
+        raise ConfigError(f"{file_name}={shown} is invalid: the file is empty")
+    return text
+
+
+def _ca_file(raw: Mapping[str, str], root: Path) -> Path | None:
+    path = path_setting(raw, "SMTP_CA_FILE", root)
+    if path is None:
+        return None
+    shown = repr(str(path))
+    try:
+        # Load it now so a wrong file is a start-up error, not a failed alert at 3 a.m.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            raise ConfigError(f"SMTP_CA_FILE={shown} is invalid: no PEM certificate in it") from None
+        raise ConfigError(f"SMTP_CA_FILE={shown} cannot be read: {exc.strerror}") from None
+    return path
+
+
+def url_password_secrets(urls: Sequence[str]) -> list[str]:
+    """The passwords in the user-info of ``urls``, as written and percent-decoded."""
+    found: list[str] = []
+    for url in urls:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password:
+            found += [password, unquote(password)]
+    return found
+
+
+def name_from_url(url: str) -> str:
+    """The name of the HEALTH_CHECK_URL target: host and port, never the URL's user-info."""
+    return urlsplit(url).netloc.rpartition("@")[2] or public_url(url)
+
+
 def read_environment(environ: Mapping[str, str] | None = None, root: Path = ROOT) -> dict[str, str]:
     """Merge defaults, the `.env` file beside monitor_config.py and the environment (which wins).
 
@@ -219,7 +358,8 @@ def read_environment(environ: Mapping[str, str] | None = None, root: Path = ROOT
     values = dict(DEFAULTS)
     if dotenv_path is not None and dotenv_path.is_file():
         try:
-            loaded = dotenv_values(dotenv_path)
+            # interpolate=False: a value is taken literally (a password may contain `${HOME}`).
+            loaded = dotenv_values(dotenv_path, interpolate=False)
         except UnicodeDecodeError as exc:
             raise ConfigError(
                 f"MONITOR_ENV_FILE={str(dotenv_path)!r} is invalid: not UTF-8 text (byte {exc.start})"
@@ -238,18 +378,17 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
     raw = read_environment(environ, root)
     get = raw.__getitem__
 
-    token = get("TELEGRAM_BOT_TOKEN")
-    if is_placeholder(token):
-        token = ""
-    elif not _TOKEN.match(token):
+    token = _secret(raw, "TELEGRAM_BOT_TOKEN", root)
+    if token and not _TOKEN.match(token):
         raise _bad("TELEGRAM_BOT_TOKEN", token, "a token from BotFather like 123456789:AAE...")
     chats = () if is_placeholder(get("TELEGRAM_CHAT_ID")) else _list(get("TELEGRAM_CHAT_ID"))
     for chat in chats:
         if not _CHAT_ID.match(chat):
             raise _bad("TELEGRAM_CHAT_ID", chat, "numeric chat ids (or @channelname), comma-separated")
 
-    password = "" if is_placeholder(get("SMTP_PASSWORD")) else get("SMTP_PASSWORD")
+    password = _secret(raw, "SMTP_PASSWORD", root)
     register_secret(token, password)
+    register_secret(*url_password_secrets([raw[name] for name in URL_SETTINGS]))
 
     security = get("SMTP_SECURITY").lower()
     if security not in SMTP_SECURITY_MODES:
@@ -272,7 +411,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
     success_threshold = _int("SUCCESS_THRESHOLD", get("SUCCESS_THRESHOLD"), 1)
     health_url = _url("HEALTH_CHECK_URL", get("HEALTH_CHECK_URL"))
 
-    targets_file = _path(root, get("MONITOR_TARGETS_FILE")) if get("MONITOR_TARGETS_FILE") else None
+    targets_file = path_setting(raw, "MONITOR_TARGETS_FILE", root)
     base = {
         "interval": interval,
         "failure_threshold": failure_threshold,
@@ -283,6 +422,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
         targets = load_targets_file(targets_file, base)
     else:
         targets = (Target(name=name_from_url(health_url), url=health_url, **base),)  # type: ignore[arg-type]
+    register_secret(*url_password_secrets([t.url for t in targets]))
 
     http_host = get("MONITOR_HTTP_HOST")
     if not http_host:
@@ -311,11 +451,51 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
         email_recipients=recipients,
         http_host=http_host,
         http_port=_int("MONITOR_HTTP_PORT", get("MONITOR_HTTP_PORT"), 0, 65535),
-        state_dir=_path(root, get("MONITOR_STATE_DIR")),
-        log_file=_path(root, get("MONITOR_LOG_FILE")),
-        events_file=_path(root, get("MONITOR_EVENTS_FILE")),
-        pid_file=_path(root, get("MONITOR_PID_FILE")),
+        state_dir=_required_path(raw, "MONITOR_STATE_DIR", root),
+        log_file=_required_path(raw, "MONITOR_LOG_FILE", root),
+        events_file=_required_path(raw, "MONITOR_EVENTS_FILE", root),
+        pid_file=_required_path(raw, "MONITOR_PID_FILE", root),
         targets=targets,
         root=root,
         raw=raw,
+        smtp_ca_file=_ca_file(raw, root),
+        log_max_bytes=_size("MONITOR_LOG_MAX_BYTES", get("MONITOR_LOG_MAX_BYTES")),
+        log_backups=_int("MONITOR_LOG_BACKUPS", get("MONITOR_LOG_BACKUPS"), 1, 1000),
+        stop_grace=stop_grace(raw, timeout),
     )
+
+
+def stop_grace(raw: Mapping[str, str], request_timeout: float) -> int:
+    """STOP_GRACE_SECONDS, or by default the longest a clean stop takes (SPEC 8) plus 3 s of slack."""
+    if raw.get("STOP_GRACE_SECONDS"):
+        return _int("STOP_GRACE_SECONDS", raw["STOP_GRACE_SECONDS"], 1)
+    return math.ceil(request_timeout) + 5
+
+
+def script_values(
+    names: Sequence[str], environ: Mapping[str, str] | None = None, root: Path = ROOT
+) -> list[str]:
+    """The effective values of ``names`` for the shell scripts (--print-setting).
+
+    Only what is asked is validated, so the scripts still find the PID file when another
+    setting is bad. Paths come back absolute. Secrets are never printed."""
+    raw = read_environment(environ, root)
+    values: list[str] = []
+    for name in names:
+        if name in SECRET_NAMES:
+            raise ConfigError(f"{name} is a secret: it is never printed")
+        if name not in DEFAULTS:
+            raise ConfigError(f"{name!r} is not a setting (see .env.example)")
+        if name in PATH_SETTINGS:
+            path = path_setting(raw, name, root)
+            values.append("" if path is None else str(path))
+        elif name == "MONITOR_HTTP_PORT":
+            values.append(str(_int(name, raw[name], 0, 65535)))
+        elif name == "STOP_GRACE_SECONDS":
+            timeout = _float("REQUEST_TIMEOUT", raw["REQUEST_TIMEOUT"], 0.01)
+            values.append(str(stop_grace(raw, timeout)))
+        elif "\0" in raw[name]:
+            raise _bad(name, raw[name], "a value without NUL characters")
+        else:
+            values.append(raw[name])
+    return values

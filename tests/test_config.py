@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+import os
 from pathlib import Path
 
 import pytest
 
-from keepalive.config import DEFAULTS, load_settings
+from keepalive.config import DEFAULTS, load_settings, script_values
 from keepalive.errors import ConfigError
 from keepalive.scrub import scrub
 
@@ -189,3 +191,265 @@ def test_a_targets_file_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> N
     path.write_bytes(b'[[targets]]\nname = "\xff"\n')
     with pytest.raises(ConfigError, match="invalid TOML: not UTF-8 text"):
         settings_from(tmp_path, MONITOR_TARGETS_FILE=str(path))
+
+
+# ---------------------------------------------------------------------- issue 9: literal .env
+
+
+def test_dotenv_values_are_taken_literally(tmp_path: Path) -> None:
+    # python-dotenv expands ${VAR} unless told not to; a password is text, not a template.
+    (tmp_path / ".env").write_text("SMTP_PASSWORD=pa${HOME}ss$(id)\n")
+    s = load_settings({}, root=tmp_path)
+    assert s.smtp_password == "pa${HOME}ss$(id)"
+
+
+# ---------------------------------------------------------------------- secrets from files
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "content", "expected"),
+    [
+        ("TELEGRAM_BOT_TOKEN", "telegram_bot_token", TOKEN + "\n", TOKEN),
+        ("SMTP_PASSWORD", "smtp_password", "pw from file\r\n", "pw from file"),
+        ("SMTP_PASSWORD", "smtp_password", "no newline", "no newline"),
+    ],
+)
+def test_a_secret_is_read_from_its_file_without_the_trailing_newline(
+    tmp_path: Path, name: str, field: str, content: str, expected: str
+) -> None:
+    (tmp_path / "secret").write_text(content)
+    s = settings_from(tmp_path, **{f"{name}_FILE": "secret"})
+    assert getattr(s, field) == expected
+    shown = dict(s.effective())
+    assert shown[name] == f"*** (set) from {name}_FILE"
+    assert shown[f"{name}_FILE"] == "secret"
+    assert scrub(f"x {expected} y") == "x *** y"
+
+
+@pytest.mark.parametrize("name", ["TELEGRAM_BOT_TOKEN", "SMTP_PASSWORD"])
+def test_a_secret_and_its_file_both_set_is_one_line_error(tmp_path: Path, name: str) -> None:
+    (tmp_path / "secret").write_text(TOKEN)
+    with pytest.raises(ConfigError) as info:
+        settings_from(tmp_path, **{name: TOKEN, f"{name}_FILE": "secret"})
+    assert str(info.value) == f"{name} and {name}_FILE are both set: expected only one of them"
+
+
+def test_a_placeholder_beside_a_secret_file_is_not_a_conflict(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text(TOKEN)
+    s = settings_from(
+        tmp_path, TELEGRAM_BOT_TOKEN="YOUR_TELEGRAM_BOT_TOKEN", TELEGRAM_BOT_TOKEN_FILE="secret"
+    )
+    assert s.telegram_bot_token == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "SMTP_PASSWORD_FILE='{path}' cannot be read: No such file or directory"),
+        (b"", "SMTP_PASSWORD_FILE='{path}' is invalid: the file is empty"),
+        (b"\n", "SMTP_PASSWORD_FILE='{path}' is invalid: the file is empty"),
+        (b"\xffpw", "SMTP_PASSWORD_FILE='{path}' is invalid: not UTF-8 text (byte 0)"),
+        (b"x" * 70000, "SMTP_PASSWORD_FILE='{path}' is invalid: larger than 65536 bytes"),
+    ],
+)
+def test_an_unusable_secret_file_is_one_line_naming_it(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "pw"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        settings_from(tmp_path, SMTP_PASSWORD_FILE="pw")
+    assert str(info.value) == message.format(path=path)
+
+
+def test_an_unreadable_secret_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pw"
+    path.write_text("secret")
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as root: permissions do not apply")
+        with pytest.raises(ConfigError) as info:
+            settings_from(tmp_path, SMTP_PASSWORD_FILE=str(path))
+        assert str(info.value) == f"SMTP_PASSWORD_FILE='{path}' cannot be read: Permission denied"
+    finally:
+        path.chmod(0o600)
+
+
+# ---------------------------------------------------------------------- SMTP_CA_FILE
+
+
+def _ca_pem() -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test mail CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_smtp_ca_file_is_loaded_and_kept(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_bytes(_ca_pem())
+    assert settings_from(tmp_path).smtp_ca_file is None
+    assert settings_from(tmp_path, SMTP_CA_FILE="ca.pem").smtp_ca_file == tmp_path / "ca.pem"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "SMTP_CA_FILE='{path}' cannot be read: No such file or directory"),
+        (b"not a certificate\n", "SMTP_CA_FILE='{path}' is invalid: no PEM certificate in it"),
+    ],
+)
+def test_a_bad_smtp_ca_file_is_one_line(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        settings_from(tmp_path, SMTP_CA_FILE="ca.pem")
+    assert str(info.value) == message.format(path=path)
+
+
+# ---------------------------------------------------------------------- URL passwords
+
+
+def test_the_health_check_url_target_name_holds_no_password(tmp_path: Path) -> None:
+    s = settings_from(tmp_path, HEALTH_CHECK_URL="http://admin:t0p-s3cret@10.0.0.5:8080/health")
+    (target,) = s.targets
+    assert target.name == "10.0.0.5:8080"
+    assert "t0p-s3cret" not in target.public_url
+
+
+def test_every_url_password_is_registered_and_masked_in_check_config(tmp_path: Path) -> None:
+    targets = tmp_path / "targets.toml"
+    targets.write_text('[[targets]]\nname = "db"\nurl = "http://u:targ%40pw-1@db.test/health"\n')
+    s = settings_from(
+        tmp_path,
+        MONITOR_TARGETS_FILE=str(targets),
+        HEALTH_CHECK_URL="http://u:health-pw-2@h.test/health",
+        HEARTBEAT_URL="https://u:beat-pw-3@hc.test/ping",
+        TELEGRAM_API_URL="https://bot:api-pw-4@tg.test",
+    )
+    text = "targ%40pw-1 targ@pw-1 health-pw-2 beat-pw-3 api-pw-4"
+    assert scrub(text) == "*** *** *** *** ***"
+    shown = dict(s.effective())
+    assert shown["HEALTH_CHECK_URL"] == "http://u:***@h.test/health"
+    assert shown["HEARTBEAT_URL"] == "https://u:***@hc.test/ping"
+    assert shown["TELEGRAM_API_URL"] == "https://bot:***@tg.test"
+
+
+# ---------------------------------------------------------------------- log rotation, paths
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0", 0), ("1000", 1000), ("512KiB", 512 * 1024), ("10MiB", 10 * 1024**2), ("1 g", 1024**3)],
+)
+def test_log_max_bytes_takes_units(tmp_path: Path, value: str, expected: int) -> None:
+    assert settings_from(tmp_path, MONITOR_LOG_MAX_BYTES=value).log_max_bytes == expected
+
+
+def test_log_rotation_defaults(tmp_path: Path) -> None:
+    s = settings_from(tmp_path)
+    assert (s.log_max_bytes, s.log_backups) == (10 * 1024 * 1024, 5)
+    assert s.stop_grace == 10
+    assert settings_from(tmp_path, REQUEST_TIMEOUT="2.5").stop_grace == 8
+    assert settings_from(tmp_path, STOP_GRACE_SECONDS="30").stop_grace == 30
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "MONITOR_LOG_MAX_BYTES",
+            "10MB",
+            "MONITOR_LOG_MAX_BYTES='10MB' is invalid: expected a size in bytes >= 0, optionally with a unit: "
+            "10485760, 512KiB, 10MiB, 1GiB",
+        ),
+        (
+            "MONITOR_LOG_MAX_BYTES",
+            "-1",
+            "MONITOR_LOG_MAX_BYTES='-1' is invalid: expected a size in bytes >= 0, optionally with a unit: "
+            "10485760, 512KiB, 10MiB, 1GiB",
+        ),
+        (
+            "MONITOR_LOG_BACKUPS",
+            "0",
+            "MONITOR_LOG_BACKUPS='0' is invalid: expected an integer from 1 to 1000",
+        ),
+        ("STOP_GRACE_SECONDS", "soon", "STOP_GRACE_SECONDS='soon' is invalid: expected an integer >= 1"),
+        (
+            "MONITOR_LOG_FILE",
+            "a\nb$(touch x)",
+            "MONITOR_LOG_FILE='a\\nb$(touch x)' is invalid: expected a path without control characters",
+        ),
+        (
+            "MONITOR_PID_FILE",
+            "pid\x9bfile",
+            "MONITOR_PID_FILE='pid\\x9bfile' is invalid: expected a path without control characters",
+        ),
+        ("MONITOR_STATE_DIR", "", "MONITOR_STATE_DIR='' is invalid: expected a path"),
+    ],
+)
+def test_each_new_bad_setting_gives_one_line(tmp_path: Path, name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from(tmp_path, **{name: value})
+    assert str(info.value) == message
+
+
+# ---------------------------------------------------------------------- values for the scripts
+
+
+def test_script_values_are_absolute_paths_and_literal_text(tmp_path: Path) -> None:
+    values = script_values(
+        [
+            "MONITOR_PID_FILE",
+            "MONITOR_LOG_FILE",
+            "MONITOR_HTTP_HOST",
+            "MONITOR_HTTP_PORT",
+            "STOP_GRACE_SECONDS",
+        ],
+        {"MONITOR_ENV_FILE": "", "MONITOR_LOG_FILE": "$(touch x).log", "REQUEST_TIMEOUT": "0.5"},
+        root=tmp_path,
+    )
+    assert values == [
+        str(tmp_path / "monitor.pid"),
+        str(tmp_path / "$(touch x).log"),
+        "127.0.0.1",
+        "5005",
+        "6",
+    ]
+
+
+def test_script_values_need_only_the_settings_asked_for(tmp_path: Path) -> None:
+    env = {"MONITOR_ENV_FILE": "", "FAILURE_THRESHOLD": "zero"}
+    assert script_values(["MONITOR_PID_FILE"], env, root=tmp_path) == [str(tmp_path / "monitor.pid")]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("SMTP_PASSWORD", "SMTP_PASSWORD is a secret: it is never printed"),
+        ("TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN is a secret: it is never printed"),
+        ("PATH", "'PATH' is not a setting (see .env.example)"),
+    ],
+)
+def test_script_values_never_print_secrets_or_unknown_names(tmp_path: Path, name: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        script_values([name], {"MONITOR_ENV_FILE": ""}, root=tmp_path)
+    assert str(info.value) == message
