@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keepalive.logfile import RotatingFile
 from keepalive.scrub import scrub
 
 log = logging.getLogger("keepalive.events")
@@ -25,19 +26,18 @@ def iso(ts: float | None) -> str | None:
 class EventLog:
     """Appends events to a JSON-lines file. Thread-safe; every line is scrubbed of secrets.
 
-    ``path=None`` keeps events in memory only (``--once`` and unit tests use it)."""
+    ``path=None`` keeps events in memory only (``--once`` and unit tests use it). The file is
+    rotated when it would pass ``max_bytes`` (0: never), keeping ``backups`` old files, and
+    ``reopen()`` (on SIGHUP) follows a rename by logrotate."""
 
-    def __init__(self, path: Path | None, clock: Any = time.time) -> None:
+    def __init__(
+        self, path: Path | None, clock: Any = time.time, max_bytes: int = 0, backups: int = 5
+    ) -> None:
         self._path = path
         self._clock = clock
         self._lock = threading.Lock()
-        self._handle = None
+        self._file = None if path is None else RotatingFile(path, max_bytes, backups)
         self.recent: list[dict[str, Any]] = []  # bounded, for tests and the status page
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # backslashreplace: a lone surrogate is written as its JSON escape instead of
-            # failing the write (and everything after it in the caller).
-            self._handle = path.open("a", encoding="utf-8", errors="backslashreplace")
 
     def emit(self, event: str, **fields: Any) -> None:
         """Write one event. Never raises: losing an event line must not cost an alert."""
@@ -47,14 +47,22 @@ class EventLog:
             with self._lock:
                 self.recent.append(record)
                 del self.recent[:-200]
-                if self._handle is not None:
-                    self._handle.write(line + "\n")
-                    self._handle.flush()
+                if self._file is not None:
+                    self._file.write(line + "\n")
         except Exception as exc:  # a full disk, say
             log.error("events file write failed path=%s event=%s error=%s", self._path, event, exc)
 
+    def reopen(self) -> None:
+        """Open the file again by name (after logrotate moved it). Never raises."""
+        try:
+            with self._lock:
+                if self._file is not None:
+                    self._file.reopen()
+        except OSError as exc:
+            log.error("events file reopen failed path=%s error=%s", self._path, exc)
+
     def close(self) -> None:
         with self._lock:
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
+            if self._file is not None:
+                self._file.close()
+                self._file = None
