@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from keepalive.engine.snapshot import MonitorSnapshot
 from keepalive.events import iso
 from keepalive.web.app import start_web
 from tests.test_status_page import CHROMIUM as TEST_CHROMIUM
 from tests.test_status_page import FLAGS as TEST_FLAGS
+from tests.test_web import snapshot_of
 
 DOCS = Path(__file__).resolve().parent
 # The browser and flags of the status-page tests, so the picture shows what the tests check.
@@ -63,7 +65,11 @@ class SampleView:
     def __init__(self) -> None:
         self.started = time.time() - 3 * 86400 - 4 * 3600
 
+    def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
+        return snapshot_of(self.status(include_history=True), include_history)
+
     def status(self, include_history: bool = True) -> dict[str, Any]:
+        """The sample in /api/status's shape, the form a person can read and edit."""
         now = time.time()
         targets = [
             _target(
@@ -140,6 +146,7 @@ class SampleView:
             "monitor": {
                 "host": "monitor-1",
                 "version": "1.0.0",
+                "python": "3.11.2",
                 "started_at": iso(self.started),
                 "uptime_seconds": now - self.started,
                 "status": "ok",
@@ -186,20 +193,6 @@ class SampleView:
                 },
             ],
         }
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        monitor = self.status(include_history=False)["monitor"]
-        keys = (
-            "status",
-            "uptime_seconds",
-            "targets_up",
-            "targets_down",
-            "targets_failing",
-            "outbox_depth",
-            "oldest_undelivered_age_seconds",
-            "stall_after_seconds",
-        )
-        return True, {**{key: monitor[key] for key in keys}, "last_progress_age_seconds": 0.5}
 
 
 async def screenshot(url: str, path: Path, width: int, height: int) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from keepalive.engine.snapshot import MonitorSnapshot
 from tests.test_web import EVIL, FakeView, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -230,7 +231,7 @@ def test_channels_show_state_last_success_and_last_error(dom: Node) -> None:
 
 
 class BrokenView(FakeView):
-    def status(self, include_history: bool = True) -> dict[str, Any]:
+    def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
         raise RuntimeError("the core is broken")
 
 

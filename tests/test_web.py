@@ -7,17 +7,29 @@ import contextlib
 import copy
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.parser import text_string_to_metric_families
 
+from keepalive.engine.snapshot import (
+    STATUS_OK,
+    STATUS_STALLED,
+    ChannelSnapshot,
+    HistoryPoint,
+    LagSnapshot,
+    MonitorSnapshot,
+    TargetSnapshot,
+)
 from keepalive.errors import ConfigError
+from keepalive.state import Status
 from keepalive.web.app import start_web
 
 EVIL = "<script>alert(1)</script>"
+STALL_PROBLEM = "checking loop stalled: no progress for 95 s"
 
 HISTORY_UP = [[1767322980.0 + 30 * i, 10.0 + i, True] for i in range(5)]
 HISTORY_DOWN = [
@@ -32,9 +44,11 @@ STATUS: dict[str, Any] = {
     "monitor": {
         "host": "test-host",
         "version": "1.0.0",
+        "python": "3.11.2",
         "started_at": "2026-01-02T02:00:00.000Z",
         "uptime_seconds": 3600.5,
         "status": "ok",
+        "problems": [],
         "stall_after_seconds": 30.0,
         "targets_total": 2,
         "targets_up": 1,
@@ -130,29 +144,120 @@ UNKNOWN_TARGET: dict[str, Any] = {
 }
 
 
+def _epoch(text: str | None) -> float | None:
+    return None if text is None else datetime.fromisoformat(text).timestamp()
+
+
+def snapshot_of(
+    document: dict[str, Any],
+    include_history: bool,
+    *,
+    healthy: bool = True,
+    status: str = STATUS_OK,
+    problems: tuple[str, ...] = (),
+    progressing: bool = True,
+    last_progress_age: float = 0.4,
+) -> MonitorSnapshot:
+    """The snapshot whose /api/status rendering is ``document`` (an /api/status-shaped dict)."""
+    monitor = document["monitor"]
+    started = _epoch(monitor["started_at"])
+    assert started is not None
+    lag = monitor["schedule_lag_seconds"]
+    return MonitorSnapshot(
+        host=monitor["host"],
+        version=monitor["version"],
+        python=monitor["python"],
+        taken_at=started + monitor["uptime_seconds"],
+        started_at=started,
+        healthy=healthy,
+        status=status,
+        problems=problems,
+        progressing=progressing,
+        stall_after_seconds=monitor["stall_after_seconds"],
+        last_progress_age_seconds=last_progress_age,
+        targets_up=monitor["targets_up"],
+        targets_failing=monitor["targets_failing"],
+        targets_down=monitor["targets_down"],
+        targets_unknown=monitor["targets_unknown"],
+        outbox_depth=monitor["outbox_depth"],
+        oldest_undelivered_age_seconds=monitor["oldest_undelivered_age_seconds"],
+        checks_total=monitor["checks_total"],
+        checks_missed_total=monitor["checks_missed_total"],
+        schedule_lag=LagSnapshot(p50=lag["p50"], p99=lag["p99"], max=lag["max"]),
+        targets=tuple(
+            TargetSnapshot(
+                name=t["name"],
+                url=t["url"],
+                state=Status(t["state"]),
+                last_check=_epoch(t["last_check"]),
+                last_latency_ms=t["last_latency_ms"],
+                last_reason=t["last_reason"],
+                consecutive_failures=t["consecutive_failures"],
+                since=_epoch(t["since"]),
+                interval_seconds=t["interval_seconds"],
+                uptime_percent=t["uptime_percent"],
+                checks_ok_total=t["checks_ok_total"],
+                checks_failed_total=t["checks_failed_total"],
+                history=tuple(HistoryPoint(*point) for point in t["history"]) if include_history else None,
+            )
+            for t in document["targets"]
+        ),
+        channels=tuple(
+            ChannelSnapshot(
+                name=c["name"],
+                enabled=c["enabled"],
+                why=c["why"],
+                last_success=_epoch(c["last_success"]),
+                last_error=c["last_error"],
+                last_error_at=_epoch(c["last_error_at"]),
+                sent_total=c["sent_total"],
+                failed_total=c["failed_total"],
+            )
+            for c in document["channels"]
+        ),
+    )
+
+
 class FakeView:
-    """Fixed documents; records what it was asked for."""
+    """Snapshots of fixed documents, one object per kind (as the engine caches them); records requests."""
 
     def __init__(self, stalled: bool = False, extra_targets: tuple[dict[str, Any], ...] = ()) -> None:
         self.document = copy.deepcopy(STATUS)
         self.document["targets"].extend(copy.deepcopy(list(extra_targets)))
         self.stalled = stalled
         if stalled:
-            self.document["monitor"]["status"] = "stalled"
+            self.document["monitor"]["status"] = STATUS_STALLED
+            self.document["monitor"]["problems"] = [STALL_PROBLEM]
         self.history_requests: list[bool] = []
+        self._snapshots: dict[bool, MonitorSnapshot] = {}
 
-    def status(self, include_history: bool = True) -> dict[str, Any]:
+    def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
         self.history_requests.append(include_history)
-        document = copy.deepcopy(self.document)
-        if not include_history:
-            for target in document["targets"]:
-                del target["history"]
-        return document
+        if include_history not in self._snapshots:
+            state: dict[str, Any] = (
+                {
+                    "healthy": False,
+                    "status": STATUS_STALLED,
+                    "problems": (STALL_PROBLEM,),
+                    "progressing": False,
+                }
+                if self.stalled
+                else {}
+            )
+            self._snapshots[include_history] = snapshot_of(
+                self.document, include_history, last_progress_age=95.0 if self.stalled else 0.4, **state
+            )
+        return self._snapshots[include_history]
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
+    def changed(self) -> None:
+        """Forget the snapshots, as the engine does when a target changes."""
+        self._snapshots.clear()
+
+    def health_body(self) -> dict[str, Any]:
         monitor = self.document["monitor"]
-        return not self.stalled, {
+        return {
             "status": monitor["status"],
+            "problems": monitor["problems"],
             "uptime_seconds": monitor["uptime_seconds"],
             "targets_up": monitor["targets_up"],
             "targets_down": monitor["targets_down"],
@@ -191,8 +296,9 @@ def test_health_answers_200_with_the_view_body() -> None:
             assert response.status == 200
             assert response.headers["Cache-Control"] == "no-store"
             body = await response.json()
-        assert body == FakeView().health()[1]
+        assert body == FakeView().health_body()
         assert body["status"] == "ok"
+        assert body["problems"] == []
 
     against(FakeView(), scenario)
 
@@ -204,6 +310,7 @@ def test_health_answers_503_stalled_when_the_loop_makes_no_progress() -> None:
             body = await response.json()
         assert body == {
             "status": "stalled",
+            "problems": [STALL_PROBLEM],
             "uptime_seconds": 3600.5,
             "targets_up": 1,
             "targets_down": 1,
@@ -281,12 +388,10 @@ def test_metrics_expose_every_target_channel_and_monitor_value() -> None:
     async def scenario(session: aiohttp.ClientSession, base: str) -> None:
         async with session.get(base + "/metrics") as response:
             assert response.status == 200
-            assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+            assert response.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
             assert response.headers["Cache-Control"] == "no-store"
             text = await response.text()
         ours = {k: v for k, v in samples_of(text).items() if k[0].startswith("keepalive_")}
-        build = next(labels for name, labels in ours if name == "keepalive_build_info")
-        python = dict(build)["python"]
 
         def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
             return name, frozenset(labels.items())
@@ -324,12 +429,12 @@ def test_metrics_expose_every_target_channel_and_monitor_value() -> None:
             key("keepalive_oldest_undelivered_age_seconds"): 42.5,
             key("keepalive_checks_total"): 240.0,
             key("keepalive_checks_missed_total"): 3.0,
-            key("keepalive_schedule_lag_seconds", quantile="0.5"): 0.001,
-            key("keepalive_schedule_lag_seconds", quantile="0.99"): 0.012,
-            key("keepalive_schedule_lag_seconds", quantile="1"): 0.05,
+            key("keepalive_schedule_lag_p50_seconds"): 0.001,
+            key("keepalive_schedule_lag_p99_seconds"): 0.012,
+            key("keepalive_schedule_lag_max_seconds"): 0.05,
             key("keepalive_up"): 1.0,
             key("keepalive_loop_stalled"): 0.0,
-            key("keepalive_build_info", version="1.0.0", python=python): 1.0,
+            key("keepalive_build_info", version="1.0.0", python="3.11.2"): 1.0,
             key("keepalive_start_time_seconds"): 1767319200.0,
         }
         assert ours == expected
@@ -348,7 +453,9 @@ def test_metrics_expose_every_target_channel_and_monitor_value() -> None:
             "keepalive_oldest_undelivered_age_seconds": "gauge",
             "keepalive_checks": "counter",
             "keepalive_checks_missed": "counter",
-            "keepalive_schedule_lag_seconds": "gauge",
+            "keepalive_schedule_lag_p50_seconds": "gauge",
+            "keepalive_schedule_lag_p99_seconds": "gauge",
+            "keepalive_schedule_lag_max_seconds": "gauge",
             "keepalive_up": "gauge",
             "keepalive_loop_stalled": "gauge",
             "keepalive_build_info": "gauge",
@@ -390,7 +497,7 @@ def test_metrics_leave_out_up_for_an_unchecked_target_and_show_a_stall() -> None
         assert samples["keepalive_up", frozenset()] == 0.0
         assert samples["keepalive_loop_stalled", frozenset()] == 1.0
         assert samples["keepalive_oldest_undelivered_age_seconds", frozenset()] == 0.0
-        assert not [name for name, _ in samples if name == "keepalive_schedule_lag_seconds"]
+        assert not [name for name, _ in samples if name.startswith("keepalive_schedule_lag")]
 
     against(view, scenario)
 

@@ -1,12 +1,16 @@
 """The monitor's own HTTP endpoint: /health, /metrics, /api/status and the status page.
 
-Every answer is read from a ``MonitorView`` at request time. This module keeps no state and
-is given no settings, so nothing secret can reach a page: what the view returns is all there is.
+Every answer is rendered from the engine's immutable ``MonitorSnapshot`` (keepalive.engine.
+snapshot). This module keeps no monitor state and is given no settings, so nothing secret can
+reach a page: what the snapshot holds is all there is (its URLs are already masked).
 
 Routes (GET only; aiohttp answers HEAD for each, anything else is 405, unknown paths 404):
-    /health             200 {"status": "ok", ...} or 503 {"status": "stalled", ...}
-    /metrics            Prometheus text format (see keepalive.web.metrics)
-    /api/status         the status document; ``?history=0`` leaves out the per-target history
+    /health             200 {"status": "ok", ...} or 503 {"status": "stalled", ...}; built on the
+                        loop (a few numbers), exempt from the Host check (keepalive.web.guard)
+    /metrics            Prometheus text, or OpenMetrics when the scraper asks for it (Accept);
+                        gzip when asked (Accept-Encoding); built off the loop (keepalive.web.render)
+    /api/status         the status document, gzip when asked, built off the loop;
+                        ``?history=0`` leaves out the per-target history
     /                   the status page, which polls /api/status
     /static/status.js   its script, served separately so the page's CSP needs no inline code
     /static/status.css  its style sheet
@@ -15,17 +19,33 @@ Routes (GET only; aiohttp answers HEAD for each, anything else is 405, unknown p
 from __future__ import annotations
 
 import errno
+import gzip
+import json
 import socket
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from aiohttp import hdrs, web
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from keepalive.engine.snapshot import MonitorSnapshot, to_health, to_status_json
 from keepalive.errors import ConfigError
+from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, host_check
 from keepalive.web.metrics import build_registry
+from keepalive.web.render import RenderCache, Rendered
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+# Descriptors for our own endpoint stay a small share of the default limit of 1,024, so checks
+# never starve: ~1,100 idle connections once failed every check with "Too many open files".
+MAX_CONNECTIONS = 256
+# Closes connections idle this long, and request heads still incomplete after it (slowloris).
+# Longer than Prometheus's default 15 s scrape interval would keep one connection per scraper
+# open for nothing; shorter than it means one reconnect per scrape, which costs nothing here.
+IDLE_TIMEOUT = 10.0
+# Middle of zlib's range: level 9 costs about twice the CPU for a few per cent fewer bytes.
+GZIP_LEVEL = 6
 
 NO_STORE = "no-store"
 # The page loads nothing but its own script and style sheet and talks only to this server.
@@ -46,35 +66,50 @@ _TRUE_WORDS = frozenset({"", "1", "true", "yes", "on"})
 class MonitorView(Protocol):
     """What the web endpoint needs from the running monitor."""
 
-    def status(self, include_history: bool = True) -> dict[str, Any]:
-        """The /api/status document: {"monitor": {...}, "targets": [...], "channels": [...]}."""
+    def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
+        """The monitor as it is now; the same object while nothing changed (it is cached)."""
         ...
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        """(is the checking loop making progress?, the /health body)."""
-        ...
+
+def _finish(body: bytes, content_type: str, compress: bool) -> Rendered:
+    headers = [(hdrs.CONTENT_TYPE, content_type)]
+    if compress:
+        body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+        headers.append((hdrs.CONTENT_ENCODING, "gzip"))
+    return Rendered(body, tuple(headers))
+
+
+def _answer(rendered: Rendered, vary: str) -> web.Response:
+    response = web.Response(body=rendered.body, headers={hdrs.CACHE_CONTROL: NO_STORE, hdrs.VARY: vary})
+    for name, value in rendered.headers:
+        response.headers[name] = value
+    return response
 
 
 class _Handlers:
-    def __init__(self, view: MonitorView) -> None:
+    def __init__(self, view: MonitorView, cache: RenderCache) -> None:
         self._view = view
-        self._registry = build_registry(view)
+        self._cache = cache
         # Read once: a missing file should fail at start-up, not on the first visitor.
         self._page = (STATIC_DIR / "status.html").read_bytes()
         self._script = (STATIC_DIR / "status.js").read_bytes()
         self._style = (STATIC_DIR / "status.css").read_bytes()
 
     async def health(self, request: web.Request) -> web.Response:
-        progressing, body = self._view.health()
-        return web.json_response(
-            body, status=200 if progressing else 503, headers={"Cache-Control": NO_STORE}
-        )
+        healthy, body = to_health(self._view.snapshot())
+        return web.json_response(body, status=200 if healthy else 503, headers={"Cache-Control": NO_STORE})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
-        return web.Response(
-            body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": NO_STORE}
-        )
+        # prometheus_client's own negotiation; its aiohttp handler would build on the loop.
+        encoder, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
+        compress = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+        snapshot = self._view.snapshot()
+
+        def build() -> Rendered:
+            return _finish(encoder(build_registry(snapshot)), content_type, compress)
+
+        rendered = await self._cache.get(("metrics", content_type, compress), snapshot, build)
+        return _answer(rendered, "Accept, Accept-Encoding")
 
     async def api_status(self, request: web.Request) -> web.Response:
         word = request.query.get("history", "1").strip().lower()
@@ -84,8 +119,16 @@ class _Handlers:
                 status=400,
                 headers={"Cache-Control": NO_STORE},
             )
-        document = self._view.status(include_history=word not in _FALSE_WORDS)
-        return web.json_response(document, headers={"Cache-Control": NO_STORE})
+        include_history = word not in _FALSE_WORDS
+        compress = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+        snapshot = self._view.snapshot(include_history)
+
+        def build() -> Rendered:
+            document = json.dumps(to_status_json(snapshot, include_history), separators=(",", ":"))
+            return _finish(document.encode(), "application/json; charset=utf-8", compress)
+
+        rendered = await self._cache.get(("status", include_history, compress), snapshot, build)
+        return _answer(rendered, "Accept-Encoding")
 
     async def page(self, request: web.Request) -> web.Response:
         return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
@@ -105,10 +148,22 @@ async def _common_headers(request: web.BaseRequest, response: web.StreamResponse
     response.headers.setdefault("Cache-Control", NO_STORE)
 
 
-def create_app(view: MonitorView) -> web.Application:
-    """The aiohttp application serving /health, /metrics, /api/status and the status page."""
-    handlers = _Handlers(view)
-    app = web.Application()
+def create_app(
+    view: MonitorView,
+    host_names: frozenset[str],
+    limit: ConnectionLimit | None = None,
+    cache: RenderCache | None = None,
+) -> web.Application:
+    """The aiohttp application serving /health, /metrics, /api/status and the status page.
+
+    ``host_names``: the names besides IP literals that requests may carry in Host (see
+    keepalive.web.guard.allowed_names). ``limit``: the connection cap whose idle tracking
+    needs a middleware. ``cache``: where answers are built (a fresh one by default).
+    """
+    cache = cache or RenderCache()
+    handlers = _Handlers(view, cache)
+    middlewares = [host_check(host_names)] if limit is None else [limit.middleware, host_check(host_names)]
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/api/status", handlers.api_status)
@@ -116,6 +171,11 @@ def create_app(view: MonitorView) -> web.Application:
     app.router.add_get("/static/status.js", handlers.script)
     app.router.add_get("/static/status.css", handlers.style)
     app.on_response_prepare.append(_common_headers)
+
+    async def close_cache(app: web.Application) -> None:
+        cache.close()
+
+    app.on_cleanup.append(close_cache)
     return app
 
 
@@ -142,18 +202,31 @@ def _bind_error(host: str, port: int, exc: OSError) -> ConfigError:
     )
 
 
-async def start_web(view: MonitorView, host: str, port: int) -> web.AppRunner:
-    """Serve ``create_app(view)`` on host:port and return the runner; ``await runner.cleanup()`` stops it.
+async def start_web(
+    view: MonitorView,
+    host: str,
+    port: int,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
+    extra_host_names: Iterable[str] = (),
+    cache: RenderCache | None = None,
+) -> web.AppRunner:
+    """Serve the endpoint on host:port and return the runner; ``await runner.cleanup()`` stops it.
 
     Raises ConfigError, one line naming MONITOR_HTTP_PORT or MONITOR_HTTP_HOST, when the
     address cannot be bound. Port 0 picks a free port; read it from ``runner.addresses``.
     """
+    limit = ConnectionLimit(max_connections)
+    app = create_app(view, allowed_names(host, extra_host_names), limit, cache)
     # No access log: it would write a second, Apache-style line format into the monitor's log,
-    # once per scrape. A short shutdown timeout keeps a stop prompt: every answer is immediate.
-    runner = web.AppRunner(create_app(view), access_log=None, shutdown_timeout=2.0)
+    # once per scrape. A short shutdown timeout keeps a stop prompt: every answer is quick.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=idle_timeout)
     await runner.setup()
+    assert runner.server is not None
+    limit.attach(runner.server)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await LimitedSite(runner, host, port, limit).start()
     except OSError as exc:
         await runner.cleanup()
         raise _bind_error(host, port, exc) from None

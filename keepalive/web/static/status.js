@@ -218,7 +218,9 @@
     const ok = monitor.status === "ok";
     const badge = byId("monitor-status");
     badge.className = "badge " + (ok ? "ok" : "stalled");
-    badge.textContent = ok ? "monitor ok" : "monitor stalled";
+    // "stalled" or "alert_path_failing"; the reasons, one a line, on hover.
+    badge.textContent = "monitor " + String(monitor.status || "unknown").replace(/_/g, " ");
+    badge.title = (monitor.problems || []).join("\n");
 
     const lag = monitor.schedule_lag_seconds || {};
     const parts = [monitor.host, "version " + monitor.version, "running " + formatDuration(monitor.uptime_seconds)];

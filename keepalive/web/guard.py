@@ -1,0 +1,168 @@
+"""What keeps the monitor's own endpoint from being used against it.
+
+- **Host check** (DNS rebinding): a web page on ``evil.example`` can make its name resolve to
+  127.0.0.1 and then read this endpoint from the visitor's browser; the request still carries
+  ``Host: evil.example``. Only names of this machine and IP literals are answered (a
+  rebinding attack always arrives under a name, never under an IP literal), everything else
+  gets ``421``. ``/health`` is exempt: a second monitor may watch it under any name, and its
+  body holds only counts and ages.
+- **Connection cap**: ~1,100 idle connections once made /health unreachable and failed checks
+  with "Too many open files". At most ``limit`` connections are kept; past it the
+  longest-open idle one is closed to make room (a scraper reconnects), and when every one is
+  busy the newcomer gets ``503`` and is closed. Idle connections and request heads that
+  trickle in are also closed after aiohttp's ``keepalive_timeout`` (see keepalive.web.app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+from collections.abc import Iterable
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+
+UNGUARDED_PATHS = frozenset({"/health"})
+_REFUSAL_BODY = json.dumps({"error": "too many connections to the monitor; try again"}).encode()
+REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Content-Length: " + str(len(_REFUSAL_BODY)).encode() + b"\r\n"
+    b"Retry-After: 1\r\n"
+    b"Connection: close\r\n\r\n" + _REFUSAL_BODY
+)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def split_host(header: str) -> str:
+    """The host part of a Host header, lower case, without port, brackets or a trailing dot."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    if header.count(":") == 1:
+        header = header.partition(":")[0]
+    return header.rstrip(".")
+
+
+def allowed_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The names this endpoint answers to besides IP literals.
+
+    localhost, the machine's host name (short and as given by the system), the bound
+    address when it is a name, and ``extra``.
+    """
+    names = {"localhost", socket.gethostname().lower(), *(name.lower().rstrip(".") for name in extra)}
+    names.add(socket.gethostname().lower().partition(".")[0])
+    if bound_host and not _is_ip_literal(bound_host.strip("[]")):
+        names.add(bound_host.lower().rstrip("."))
+    names.discard("")
+    return frozenset(names)
+
+
+def host_allowed(header: str, names: frozenset[str]) -> bool:
+    """May a request carrying this Host header be answered?"""
+    host = split_host(header)
+    return _is_ip_literal(host) or host in names
+
+
+def host_check(names: frozenset[str]) -> Middleware:
+    """Middleware answering 421 to a request whose Host is not this machine (DNS rebinding)."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get(hdrs.HOST)
+        # No Host at all (HTTP/1.0 tools) cannot come from a browser, so it cannot be rebinding.
+        if header is not None and request.path not in UNGUARDED_PATHS and not host_allowed(header, names):
+            shown = header if len(header) <= 100 else header[:100] + "..."
+            return web.json_response(
+                {"error": f"Host {shown!r} is not a name of this monitor; use its address or host name"},
+                status=421,
+            )
+        return await handler(request)
+
+    return check
+
+
+class _Refusal(asyncio.Protocol):
+    """Answers 503 at once and hangs up, without reading the request."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(REFUSAL)
+        transport.close()
+
+
+class ConnectionLimit:
+    """A protocol factory in front of aiohttp's ``web.Server`` keeping at most ``limit`` connections.
+
+    ``busy`` holds the connections handling a request right now (filled by ``middleware``);
+    the others are idle and may be closed to let a newcomer in.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._server: web.Server | None = None
+        self._limit = limit
+        self._busy: set[object] = set()
+        self.evicted = 0
+        self.refused = 0
+
+    def attach(self, server: web.Server) -> None:
+        """The aiohttp server to hand accepted connections to (``runner.server`` after setup)."""
+        self._server = server
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        server = self._server
+        assert server is not None, "attach() the server before serving"
+        # A force-closed handler stays listed until its connection_lost runs: count live ones.
+        live = [handler for handler in server.connections if handler.transport is not None]
+        if len(live) >= self._limit:
+            idle = next((handler for handler in live if handler not in self._busy), None)
+            if idle is None:
+                self.refused += 1
+                return _Refusal()
+            idle.force_close()
+            self.evicted += 1
+        return server()
+
+    @property
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def mark_busy(request: web.Request, handler: Handler) -> web.StreamResponse:
+            protocol = request.protocol
+            self._busy.add(protocol)
+            try:
+                return await handler(request)
+            finally:
+                self._busy.discard(protocol)
+
+        return mark_busy
+
+
+class LimitedSite(web.BaseSite):
+    """A TCP site whose connections go through a ``ConnectionLimit``."""
+
+    __slots__ = ("_host", "_limit", "_port")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, limit: ConnectionLimit) -> None:
+        super().__init__(runner)
+        self._host = host
+        self._port = port
+        self._limit = limit
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._limit, self._host, self._port)
