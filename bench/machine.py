@@ -35,12 +35,16 @@ def version_of(argv: list[str]) -> str | None:
     return match.group(1) if match else (text.splitlines()[0] if text else None)
 
 
-def monitor_commit() -> str | None:
-    """The commit the monitor's code is at (and whether keepalive/ has local changes)."""
+def monitor_commit(monitor: Path = ROOT / "monitor_server.py") -> str | None:
+    """The commit of the checkout ``monitor`` runs from (and whether its code has local changes).
+
+    ``--monitor`` may point into another checkout (e.g. a ``git worktree`` pinned to one commit
+    while the main tree is being edited): the figures name that checkout's commit."""
+    checkout = str(monitor.resolve().parent)
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True)
+        head = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True)
         dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "keepalive", "monitor_server.py"],
+            ["git", "-C", checkout, "status", "--porcelain", "--", "keepalive", "monitor_server.py"],
             capture_output=True,
         )
         if head.returncode == 0:
@@ -48,7 +52,7 @@ def monitor_commit() -> str | None:
     return None
 
 
-def machine_info(tools: dict[str, str | None]) -> dict[str, Any]:
+def machine_info(tools: dict[str, str | None], monitor: Path) -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -70,7 +74,7 @@ def machine_info(tools: dict[str, str | None]) -> dict[str, Any]:
         versions["blackbox_exporter"] = version_of([str(tools["blackbox"]), "--version"])
     if tools.get("monit"):
         versions["monit"] = version_of([str(tools["monit"]), "-V"])
-    commit = monitor_commit()
+    commit = monitor_commit(monitor)
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "monitor_commit": commit,

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.tools = tools
         document: dict[str, Any] = {
             "command": command,
-            "machine": machine_info(tools),
+            "machine": machine_info(tools, args.monitor),
             "settings": {
                 "duration": args.duration,
                 "timeout": args.timeout,

@@ -77,7 +77,7 @@ class OursRunner:
 
     def run(self, ctx: Context, size: int, interval: float) -> dict[str, Any]:
         args = ctx.args
-        commit = monitor_commit()
+        commit = monitor_commit(args.monitor)
         monitor = start_monitor(ctx, f"ours-{size}-{ctx.repeat}", size, interval)
         try:
             time.sleep(warmup_for(args, size, interval))
