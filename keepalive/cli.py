@@ -16,13 +16,15 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from keepalive import __version__
 from keepalive.alerts import Alert, AlertKind
-from keepalive.config import Settings, load_settings
+from keepalive.config import ROOT, Settings, load_settings, script_values
 from keepalive.errors import ConfigError
 from keepalive.events import EventLog
+from keepalive.logfile import ReopenableRotatingFileHandler
 from keepalive.probe.checker import Checker, CheckResult, printable
 from keepalive.scrub import ScrubFilter, scrub
 
@@ -39,14 +41,28 @@ log = logging.getLogger("keepalive")
 T = TypeVar("T")
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(ScrubFilter())
+def setup_logging(level: int = logging.INFO, settings: Settings | None = None) -> None:
+    """Log to stderr; with ``settings`` (the running monitor) to MONITOR_LOG_FILE instead, rotated
+    by size, and to stderr as well only when that is a terminal.
+
+    The monitor writes its log file itself so it can rotate and reopen it; start_monitor.sh sends
+    stderr (a fatal traceback, say) to a separate small file, so no line is written twice."""
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
+    handlers: list[logging.Handler] = []
+    if settings is not None:
+        handlers.append(
+            ReopenableRotatingFileHandler(settings.log_file, settings.log_max_bytes, settings.log_backups)
+        )
+    if settings is None or sys.stderr.isatty():
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.addFilter(ScrubFilter())
+        handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for old in root.handlers:
+        old.close()
+    root.handlers[:] = handlers
     root.setLevel(level)
     # aiohttp's access log would write a line per status-page poll.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -94,25 +110,102 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="send one test alert through every enabled channel; exit 0 all delivered, 1 otherwise",
     )
+    mode.add_argument(
+        "--status",
+        action="store_true",
+        help="running or stopped, each target's state, the last log lines; exit 0 running, 3 stopped",
+    )
+    mode.add_argument(
+        "--print-setting",
+        nargs="+",
+        metavar="NAME",
+        help="for scripts: each setting's effective value (paths absolute) followed by a NUL byte; "
+        "secrets are refused; exit 3 when one is invalid",
+    )
     parser.add_argument("--version", action="version", version=f"keepalive-monitor {__version__}")
     return parser.parse_args(list(argv))
+
+
+def config_error(exc: ConfigError) -> int:
+    # A value may hold anything .env allows: the terminal gets one line, no control characters.
+    print(f"error: {printable(str(exc))}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
+    if args.print_setting:
+        return print_setting(args.print_setting)
+    if args.status:
+        return status()
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return config_error(exc)
     if args.check_config:
         return check_config(settings)
     if args.once:
         return run_once(settings)
     if args.test_alert:
         return test_alert(settings)
+    try:
+        setup_logging(settings=settings)
+    except OSError as exc:
+        name = repr(str(settings.log_file))
+        return config_error(ConfigError(f"MONITOR_LOG_FILE={name} cannot be written: {exc.strerror}"))
     return serve(settings)
+
+
+# ---------------------------------------------------------------------- for the scripts
+
+
+def print_setting(names: Sequence[str]) -> int:
+    """Values for the shell scripts, each ended by NUL: a value is data to them, never code
+    (a newline or `$(...)` in .env must not run anything), and NUL is the one byte no value holds."""
+    try:
+        values = script_values(names)
+    except ConfigError as exc:
+        return config_error(exc)
+    sys.stdout.write("".join(f"{value}\0" for value in values))
+    return EXIT_OK
+
+
+STATUS_PATHS = (
+    "MONITOR_PID_FILE",
+    "MONITOR_LOG_FILE",
+    "MONITOR_STATE_DIR",
+    "MONITOR_HTTP_HOST",
+    "MONITOR_HTTP_PORT",
+)
+
+
+def status() -> int:
+    """--status: works with invalid settings too (the monitor may still run): those it can read,
+    else the defaults, and the error shown."""
+    from keepalive.process import ProcessTable
+    from keepalive.status_report import StatusPaths, report
+
+    error: str | None = None
+    try:
+        load_settings()
+    except ConfigError as exc:
+        error = str(exc)
+    try:
+        values = script_values(STATUS_PATHS)
+    except ConfigError:
+        values = script_values(STATUS_PATHS, {"MONITOR_ENV_FILE": ""})
+    pid_file, log_file, state_dir, host, port = values
+    paths = StatusPaths(
+        script=ROOT / "monitor_server.py",
+        pid_file=Path(pid_file),
+        log_file=Path(log_file),
+        state_dir=Path(state_dir),
+        http_host=host,
+        http_port=int(port),
+        config_error=error,
+    )
+    return report(paths, sys.stdout, ProcessTable(), now=time.time())
 
 
 # ---------------------------------------------------------------------- --check-config
@@ -122,7 +215,7 @@ def check_config(settings: Settings) -> int:
     print("Keep-Alive Monitor: settings are valid\n")
     width = max(len(name) for name, _ in settings.effective())
     for name, value in settings.effective():
-        print(f"  {name:<{width}}  {value}")
+        print(f"  {name:<{width}}  {printable(value)}")
     print("\nChannels:")
     for channel in settings.channels():
         print(f"  {channel.name:<9} {'on ' if channel.enabled else 'off'}  {channel.why}")
@@ -130,7 +223,7 @@ def check_config(settings: Settings) -> int:
     for t in settings.targets:
         extra = f" max_latency={t.max_latency_ms:g}ms" if t.max_latency_ms else ""
         print(
-            f"  {printable(t.name)}  {printable(t.url)}  every {t.interval:g}s timeout {t.timeout:g}s "
+            f"  {printable(t.name)}  {printable(t.public_url)}  every {t.interval:g}s timeout {t.timeout:g}s "
             f"alert after {t.failure_threshold} fail(s), recover after {t.success_threshold} pass(es), "
             f"expect {'/'.join(t.expect_status)}{extra}{' reuse-connection' if t.reuse_connection else ''}"
         )
@@ -162,7 +255,7 @@ def run_once(settings: Settings) -> int:
             "PASS" if r.ok else "FAIL",
             "-" if r.latency_ms is None else f"{r.latency_ms:.0f} ms",
             r.reason or "",
-            printable(t.url),
+            printable(t.public_url),
         )
         for t, r in zip(settings.targets, results, strict=True)
     ]
