@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import gzip
 import json
+import math
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Protocol
 from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from keepalive.engine.snapshot import MonitorSnapshot, to_health, to_status_json
+from keepalive.engine.snapshot import HistoryPoint, MonitorSnapshot, to_health, to_status_json
 from keepalive.errors import ConfigError
 from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, host_check
 from keepalive.web.metrics import build_registry
@@ -46,6 +47,7 @@ MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 10.0
 # Middle of zlib's range: level 9 costs about twice the CPU for a few per cent fewer bytes.
 GZIP_LEVEL = 6
+_COMPACT = (",", ":")
 
 NO_STORE = "no-store"
 # The page loads nothing but its own script and style sheet and talks only to this server.
@@ -77,6 +79,40 @@ def _finish(body: bytes, content_type: str, compress: bool) -> Rendered:
         body = gzip.compress(body, compresslevel=GZIP_LEVEL)
         headers.append((hdrs.CONTENT_ENCODING, "gzip"))
     return Rendered(body, tuple(headers))
+
+
+def _status_body(snapshot: MonitorSnapshot, include_history: bool) -> bytes:
+    """The /api/status document as JSON, encoded one target at a time.
+
+    Two things froze the checking loop although this runs in another thread, both measured at
+    10,000 targets with history (28 MB): one json.dumps of the whole document is a single C
+    call holding the GIL (0.6 s), and a million [at, latency, ok] lists set off full garbage
+    collections, which stop every thread (0.15 s). So each target is its own json.dumps, and
+    its history is written straight from the snapshot as text (strings are not tracked by the
+    collector), in the shape keepalive.engine.snapshot.to_status_json gives it.
+    """
+    document = to_status_json(snapshot, include_history=False)
+    rest = json.dumps(
+        {key: value for key, value in document.items() if key != "targets"}, separators=_COMPACT
+    )
+    parts = []
+    for item, target in zip(document["targets"], snapshot.targets, strict=True):
+        text = json.dumps(item, separators=_COMPACT)
+        if include_history:
+            if target.history is None:
+                raise ValueError("this snapshot was taken without history")
+            text = f'{text[:-1]},"history":[{",".join([_point(p) for p in target.history])}]}}'
+        parts.append(text)
+    return f'{rest[:-1]},"targets":[{",".join(parts)}]}}'.encode()
+
+
+def _number(value: float | None) -> str:
+    # float.__repr__ is what json.dumps writes; a non-finite value would not be JSON at all.
+    return float.__repr__(float(value)) if value is not None and math.isfinite(value) else "null"
+
+
+def _point(point: HistoryPoint) -> str:
+    return f"[{_number(point.at)},{_number(point.latency_ms)},{'true' if point.ok else 'false'}]"
 
 
 def _answer(rendered: Rendered, vary: str) -> web.Response:
@@ -124,8 +160,9 @@ class _Handlers:
         snapshot = self._view.snapshot(include_history)
 
         def build() -> Rendered:
-            document = json.dumps(to_status_json(snapshot, include_history), separators=(",", ":"))
-            return _finish(document.encode(), "application/json; charset=utf-8", compress)
+            return _finish(
+                _status_body(snapshot, include_history), "application/json; charset=utf-8", compress
+            )
 
         rendered = await self._cache.get(("status", include_history, compress), snapshot, build)
         return _answer(rendered, "Accept-Encoding")

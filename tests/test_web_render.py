@@ -1,0 +1,234 @@
+"""/metrics and /api/status built off the loop: negotiation, gzip, one build per snapshot, shared builds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+
+from keepalive.web.app import start_web
+from keepalive.web.render import RenderCache, Rendered
+from tests.test_web import STATUS, FakeView, samples_of
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextlib.asynccontextmanager
+async def serving_with(view: FakeView, cache: RenderCache) -> AsyncIterator[str]:
+    runner = await start_web(view, "127.0.0.1", 0, cache=cache)
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def run(scenario: Callable[[aiohttp.ClientSession, str, FakeView, RenderCache], Awaitable[None]]) -> None:
+    async def main() -> None:
+        view = FakeView()
+        cache = RenderCache(clock=Clock())
+        # auto_decompress=False: the test sees the bytes on the wire.
+        async with (
+            serving_with(view, cache) as base,
+            aiohttp.ClientSession(auto_decompress=False) as session,
+        ):
+            await scenario(session, base, view, cache)
+
+    asyncio.run(main())
+
+
+def ours(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    # process_* figures move between two builds; ours come from the snapshot alone.
+    return {key: value for key, value in samples_of(text).items() if key[0].startswith("keepalive_")}
+
+
+def test_metrics_are_gzipped_only_when_the_scraper_accepts_it() -> None:
+    async def scenario(session: aiohttp.ClientSession, base: str, view: FakeView, cache: RenderCache) -> None:
+        async with session.get(base + "/metrics", headers={"Accept-Encoding": "gzip"}) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert response.headers["Vary"] == "Accept, Accept-Encoding"
+            assert response.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+            zipped = await response.read()
+        async with session.get(base + "/metrics", headers={"Accept-Encoding": "identity"}) as response:
+            assert "Content-Encoding" not in response.headers
+            plain = await response.read()
+        assert plain.startswith(b"# HELP ")
+        assert ours(gzip.decompress(zipped).decode()) == ours(plain.decode())
+        assert (
+            len(ours(plain.decode())) == 39
+        )  # as listed in test_web.test_metrics_expose_every_target_channel_and_monitor_value
+
+    run(scenario)
+
+
+def test_metrics_speak_openmetrics_when_asked() -> None:
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+
+    async def scenario(session: aiohttp.ClientSession, base: str, view: FakeView, cache: RenderCache) -> None:
+        async with session.get(
+            base + "/metrics", headers={"Accept": accept, "Accept-Encoding": "identity"}
+        ) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith(OPENMETRICS)
+            text = (await response.read()).decode()
+        assert text.endswith("# EOF\n")
+        families = {family.name: family for family in openmetrics_families(text)}  # type: ignore[no-untyped-call]
+        assert families["keepalive_target_checks"].type == "counter"
+        assert families["keepalive_schedule_lag_p99_seconds"].samples[0].value == 0.012
+        async with session.get(
+            base + "/metrics", headers={"Accept": "text/plain", "Accept-Encoding": "identity"}
+        ) as response:
+            assert response.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+            assert not (await response.read()).endswith(b"# EOF\n")
+        # Two formats, two builds: one answer never passes for the other.
+        assert cache.builds == 2
+
+    run(scenario)
+
+
+def test_api_status_is_gzipped_when_asked_and_equals_the_plain_document() -> None:
+    async def scenario(session: aiohttp.ClientSession, base: str, view: FakeView, cache: RenderCache) -> None:
+        async with session.get(
+            base + "/api/status", headers={"Accept-Encoding": "gzip, deflate"}
+        ) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert response.headers["Vary"] == "Accept-Encoding"
+            assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+            zipped = await response.read()
+        async with session.get(base + "/api/status", headers={"Accept-Encoding": "identity"}) as response:
+            plain = await response.read()
+        assert json.loads(gzip.decompress(zipped)) == json.loads(plain) == STATUS
+
+    run(scenario)
+
+
+def test_one_build_serves_every_request_until_the_snapshot_changes() -> None:
+    async def scenario(session: aiohttp.ClientSession, base: str, view: FakeView, cache: RenderCache) -> None:
+        for _ in range(3):
+            async with session.get(base + "/api/status?history=0") as response:
+                await response.read()
+        assert cache.builds == 1
+        view.changed()
+        async with session.get(base + "/api/status?history=0") as response:
+            await response.read()
+        assert cache.builds == 2
+
+    run(scenario)
+
+
+def test_concurrent_scrapes_share_one_build() -> None:
+    async def scenario(session: aiohttp.ClientSession, base: str, view: FakeView, cache: RenderCache) -> None:
+        async def scrape() -> bytes:
+            async with session.get(base + "/metrics", headers={"Accept-Encoding": "gzip"}) as response:
+                return await response.read()
+
+        bodies = await asyncio.gather(*(scrape() for _ in range(8)))
+        assert len(set(bodies)) == 1
+        assert cache.builds == 1
+
+    run(scenario)
+
+
+def test_an_answer_is_rebuilt_after_max_age_even_from_the_same_snapshot() -> None:
+    clock = Clock()
+
+    async def main() -> None:
+        cache = RenderCache(max_age=1.0, clock=clock)
+        source = object()
+        first = await cache.get("k", source, lambda: Rendered(b"1", ()))
+        clock.now += 0.5
+        second = await cache.get("k", source, lambda: Rendered(b"2", ()))
+        clock.now += 0.6
+        third = await cache.get("k", source, lambda: Rendered(b"3", ()))
+        cache.close()
+        assert (first.body, second.body, third.body) == (b"1", b"1", b"3")
+        assert cache.builds == 2
+
+    asyncio.run(main())
+
+
+def test_a_build_under_way_is_shared_even_when_a_newer_snapshot_arrives() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    calls: list[str] = []
+
+    def slow_build() -> Rendered:
+        calls.append("slow")
+        started.set()
+        assert release.wait(30)
+        return Rendered(b"slow", ())
+
+    async def main() -> None:
+        cache = RenderCache(clock=Clock())
+        first = asyncio.create_task(cache.get("k", object(), slow_build))
+        assert await asyncio.to_thread(started.wait, 30)
+        # A newer snapshot, while the build runs: waits for it instead of stacking a second build.
+        second = asyncio.create_task(cache.get("k", object(), lambda: Rendered(b"new", ())))
+        await asyncio.sleep(0)
+        assert not second.done()
+        release.set()
+        assert [(await first).body, (await second).body] == [b"slow", b"slow"]
+        cache.close()
+        assert cache.builds == 1
+
+    asyncio.run(main())
+    assert calls == ["slow"]
+
+
+def test_a_failed_build_is_not_kept_and_the_next_request_builds_again() -> None:
+    def broken() -> Rendered:
+        raise RuntimeError("snapshot could not be rendered")
+
+    async def main() -> None:
+        cache = RenderCache(clock=Clock())
+        source = object()
+        with pytest.raises(RuntimeError, match="snapshot could not be rendered"):
+            await cache.get("k", source, broken)
+        again = await cache.get("k", source, lambda: Rendered(b"ok", ()))
+        cache.close()
+        assert again.body == b"ok"
+        assert cache.builds == 2
+
+    asyncio.run(main())
+
+
+def test_a_client_that_goes_away_does_not_cancel_the_build_others_wait_for() -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow_build() -> Rendered:
+        started.set()
+        assert release.wait(30)
+        return Rendered(b"done", ())
+
+    async def main() -> None:
+        cache = RenderCache(clock=Clock())
+        source = object()
+        leaver = asyncio.create_task(cache.get("k", source, slow_build))
+        assert await asyncio.to_thread(started.wait, 30)
+        stayer = asyncio.create_task(cache.get("k", source, slow_build))
+        await asyncio.sleep(0)
+        leaver.cancel()
+        release.set()
+        assert (await stayer).body == b"done"
+        with pytest.raises(asyncio.CancelledError):
+            await leaver
+        cache.close()
+        assert cache.builds == 1
+
+    asyncio.run(main())
