@@ -25,6 +25,7 @@ TARGET_KEYS = frozenset(
         "expect_status",
         "max_latency_ms",
         "reuse_connection",
+        "follow_redirects",
     }
 )
 DEFAULT_KEYS = TARGET_KEYS - {"name", "url"}
@@ -45,6 +46,9 @@ class Target:
     # A reused keep-alive connection can hide a server that accepts no new connections,
     # so each check opens a fresh one unless the operator opts in.
     reuse_connection: bool = False
+    # Redirects are followed (at most 5, never onto the monitor itself); false judges the
+    # redirect answer itself, so a moved endpoint shows as "HTTP 301".
+    follow_redirects: bool = True
 
     @property
     def public_url(self) -> str:
@@ -126,13 +130,17 @@ def _options(where: str, raw: dict[str, Any], allowed: frozenset[str]) -> dict[s
         out["max_latency_ms"] = float(_number(where, "max_latency_ms", raw["max_latency_ms"], 1, False))
     if "expect_status" in raw:
         out["expect_status"] = _expect(where, raw["expect_status"])
-    if "reuse_connection" in raw:
-        if not isinstance(raw["reuse_connection"], bool):
-            raise ConfigError(
-                f"{where}: reuse_connection={raw['reuse_connection']!r} is invalid: expected true or false"
-            )
-        out["reuse_connection"] = raw["reuse_connection"]
+    for key in ("reuse_connection", "follow_redirects"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise ConfigError(f"{where}: {key}={raw[key]!r} is invalid: expected true or false")
+            out[key] = raw[key]
     return out
+
+
+def _name_key(name: str) -> str:
+    """Names that differ only in case or spacing read as one on a page or in an alert."""
+    return " ".join(name.split()).casefold()
 
 
 def load_targets_file(path: Path, base: dict[str, Any]) -> tuple[Target, ...]:
@@ -164,7 +172,7 @@ def load_targets_file(path: Path, base: dict[str, Any]) -> tuple[Target, ...]:
         raise ConfigError(f"{source}: no [[targets]] entries (at least one is required)")
 
     targets: list[Target] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for index, raw in enumerate(entries, start=1):
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: [[targets]] entry {index} must be a table")
@@ -172,9 +180,17 @@ def load_targets_file(path: Path, base: dict[str, Any]) -> tuple[Target, ...]:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{source}: [[targets]] entry {index} has no name (a unique name is required)")
         where = _where(source, name)
-        if name in seen:
+        if name != name.strip():
+            raise ConfigError(f"{where}: the name starts or ends with white space (remove it)")
+        earlier = seen.get(_name_key(name))
+        if earlier == name:
             raise ConfigError(f"{where}: duplicate name (each target needs its own name)")
-        seen.add(name)
+        if earlier is not None:
+            raise ConfigError(
+                f"{where}: duplicate name: {name!r} and {earlier!r} differ only in case or spacing"
+                " (each target needs its own name)"
+            )
+        seen[_name_key(name)] = name
         url = raw.get("url")
         if not isinstance(url, str) or not url:
             raise ConfigError(f"{where}: url is missing")

@@ -1,48 +1,53 @@
-"""A lean HTTP/1.1 GET on a fresh connection: the client of plain-http checks.
+"""The lean transport: one HTTP/1.1 GET on a fresh connection, parsed by llhttp (httptools).
 
 Why not aiohttp for these too: with a fresh connection per check, the HTTP client is most of a
 check's CPU. aiohttp's general machinery (session, connector, request and response objects,
 stream readers) costs about 0.5 ms of CPU per check on a 2-core machine; an ``asyncio.Protocol``
-that writes one prebuilt request and parses one answer costs about 0.2 ms
-(``bench/client_cost.py``). The checker uses this client only where it is enough: ``http://``
-URLs without credentials, fresh connection (the default). aiohttp serves https, reused
-connections, URLs it would have to re-encode, and redirects to any of those.
+that writes one prebuilt request and feeds the answer to llhttp costs about 0.2 ms
+(``bench/client_cost.py``). The checker uses it only where it is enough: ``http://`` URLs
+without credentials, fresh connection (the default). aiohttp serves https, reused
+connections and URLs it would have to re-encode.
 
-It speaks exactly what a health check needs: ``Connection: close``, a status line, header
-fields, and a body framed by Content-Length, chunked transfer coding or the end of the
-connection, never buffered past ``max_body``.
+llhttp is the parser aiohttp uses too, with the same leniencies (bare LF line ends, obs-fold,
+spaces after a chunk size) and the same limits on header fields, so both clients give one
+answer one verdict (``tests/test_probe_differential.py``). On top of llhttp every part of an
+answer is bounded here, in bytes and in parser work: the head (1xx answers included), the
+number of interim answers, header and trailer fields, chunks, the body, and all bytes read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import ipaddress
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
-MAX_HEAD = 64 * 1024  # status line and header fields together
-_MAX_CHUNK_LINE = 1024
-DNS_TTL = 60.0
+import aiohappyeyeballs
+import httptools
 
+from keepalive.probe.answer import (
+    INCOMPLETE,
+    INVALID,
+    MAX_BODY,
+    MAX_CHUNKS,
+    MAX_FIELD,
+    MAX_HEAD,
+    MAX_HEADERS,
+    MAX_INTERIM,
+    MAX_WIRE,
+    TOO_LARGE,
+    Answer,
+    Failure,
+)
+from keepalive.probe.resolver import AddrInfo, Resolver
 
-class Failure(Exception):
-    """The server's answer is unusable; ``reason`` is the check's short reason (SPEC section 5)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    headers: dict[str, str]  # lower-case names; a repeated field keeps its last value
-    body: bytes  # transfer coding removed; empty unless the status is 2xx
+# RFC 8305's recommended delay before racing the next address (aiohttp uses the same).
+HAPPY_EYEBALLS_DELAY = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,40 +90,29 @@ def plan_for(url: str, user_agent: str) -> Plan | None:
     return Plan(host, port, numeric, request)
 
 
-def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    """Status code and header fields of an answer's head (without the blank line)."""
-    lines = head.split(b"\r\n")
-    status_line = lines[0]
-    code = status_line[9:12]
-    if not (status_line.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) and code.isdigit() and len(code) == 3):
-        raise Failure("invalid HTTP answer")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            raise Failure("invalid HTTP answer")
-        headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
-    return int(code), headers
-
-
-_HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
-
-
 class _Exchange(asyncio.Protocol):
     """One request and its answer on one connection; resolves ``done`` with an Answer or fails
-    it with Failure or the connection's own error."""
+    it with Failure or the connection's own error. Also llhttp's callback target."""
 
-    def __init__(self, request: bytes, done: asyncio.Future[Answer], max_body: int) -> None:
+    def __init__(self, request: bytes, done: asyncio.Future[Answer]) -> None:
         self._request = request
         self._done = done
-        self._max_body = max_body
         self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
-        self._framing = _HEAD
-        self._status = 0
+        self._parser = httptools.HttpResponseParser(self)
+        # What aiohttp's response parser allows too (its non-debug mode).
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
+        )
+        self._received = 0
+        self._in_head = True
+        self._interim = 0
+        self._fields = 0
         self._headers: dict[str, str] = {}
-        self._length = 0
-        self._body = bytearray()  # chunked only: the decoded body so far
+        self._until_close = False
+        self._body = bytearray()
+        self._chunks = 0
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -127,11 +121,21 @@ class _Exchange(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._done.done():
             return
-        self._buffer += data
+        self._received += len(data)
         try:
-            self._advance()
-        except Failure as exc:
-            self._fail(exc)
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # a 101 answer was finished in on_headers_complete
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, Failure) else Failure(INVALID))
+        except httptools.HttpParserError:
+            self._fail(Failure(INVALID))  # also bytes after a complete answer: ignored, done is set
+        if self._done.done():
+            return
+        # Checked after feeding: llhttp is linear, so one packet past a limit costs little.
+        if (self._in_head and self._received > MAX_HEAD) or self._received > MAX_WIRE:
+            self._fail(Failure(INVALID))
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; connection_lost then judges what arrived
@@ -141,17 +145,67 @@ class _Exchange(asyncio.Protocol):
             return
         if exc is not None:
             self._done.set_exception(exc)
-        elif self._framing == _UNTIL_CLOSE:
-            self._finish(bytes(self._buffer))
-        elif self._framing == _HEAD:
+        elif self._in_head:
             # Closed without a word is what aiohttp calls "Server disconnected".
-            self._fail(Failure("invalid HTTP answer" if self._buffer else "connection reset"))
+            self._fail(Failure(INVALID if self._received else "connection reset"))
+        elif self._until_close:
+            self._finish(bytes(self._body))
         else:
-            self._fail(Failure("incomplete body"))
+            self._fail(Failure(INCOMPLETE))
+
+    # -- llhttp callbacks (an exception raised here stops the parser) -------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        if self._fields > MAX_HEADERS or len(name) > MAX_FIELD or len(value) > MAX_FIELD:
+            raise Failure(INVALID)
+        if self._in_head:
+            self._headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+        self._in_head = False
+        if not 200 <= status < 300:
+            # Only the status (and a redirect's Location) matters: no need for the body.
+            self._finish(b"")
+            raise Failure(INVALID)  # stops the parser; the result is already set
+        length = self._headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            raise Failure(TOO_LARGE)
+        chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
+        self._until_close = length is None and not chunked
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
+        if self._chunks > MAX_CHUNKS:
+            raise Failure(INVALID)
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+        if len(self._body) > MAX_BODY:
+            raise Failure(TOO_LARGE)
+
+    def on_message_complete(self) -> None:
+        if self._in_head:  # an interim answer ended: start over for the next one
+            self._interim += 1
+            if self._interim > MAX_INTERIM:
+                raise Failure(INVALID)
+            self._headers = {}
+            self._fields = 0
+            return
+        self._finish(bytes(self._body))
+
+    # -- the outcome -----------------------------------------------------------------------
+
+    def _answer(self, body: bytes) -> Answer:
+        peer, local = endpoints(self._transport)
+        return Answer(self._parser.get_status_code(), self._headers, body, peer, local)
 
     def _finish(self, body: bytes) -> None:
         if not self._done.done():
-            self._done.set_result(Answer(self._status, self._headers, body))
+            self._done.set_result(self._answer(body))
         self._close()
 
     def _fail(self, exc: Exception) -> None:
@@ -163,142 +217,92 @@ class _Exchange(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _too_large(self) -> Failure:
-        return Failure(f"body larger than {self._max_body // (1024 * 1024)} MiB")
 
-    def _advance(self) -> None:
-        buffer = self._buffer
-        while self._framing == _HEAD:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD:
-                    raise Failure("invalid HTTP answer")
-                return
-            status, headers = parse_head(bytes(buffer[:end]))
-            del buffer[: end + 4]
-            if 100 <= status < 200:
-                continue  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-            self._status, self._headers = status, headers
-            if not 200 <= status < 300:
-                # Only the status (and a redirect's Location) matters: no need for the body.
-                self._finish(b"")
-                return
-            self._choose_framing(headers)
-        if self._framing == _LENGTH:
-            if len(buffer) >= self._length:
-                self._finish(bytes(buffer[: self._length]))
-        elif self._framing == _CHUNKED:
-            self._dechunk()
-        elif len(buffer) > self._max_body:
-            raise self._too_large()
-
-    def _choose_framing(self, headers: dict[str, str]) -> None:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            self._framing = _CHUNKED
-        elif "content-length" in headers:
-            text = headers["content-length"]
-            if not text.isdigit():
-                raise Failure("invalid HTTP answer")
-            self._length = int(text)
-            if self._length > self._max_body:
-                raise self._too_large()
-            self._framing = _LENGTH
-        else:
-            self._framing = _UNTIL_CLOSE
-
-    def _dechunk(self) -> None:
-        buffer, body = self._buffer, self._body
-        pos = 0
-        while True:
-            line_end = buffer.find(b"\r\n", pos)
-            if line_end < 0:
-                if len(buffer) - pos > _MAX_CHUNK_LINE:
-                    raise Failure("invalid HTTP answer")
-                break
-            size_text = bytes(buffer[pos:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16) if size_text.isalnum() else -1
-            except ValueError:
-                size = -1
-            if size < 0:
-                raise Failure("invalid HTTP answer")
-            if size == 0:
-                # Trailer fields may follow the last chunk; an empty line ends the message.
-                if buffer.startswith(b"\r\n", line_end + 2) or buffer.find(b"\r\n\r\n", line_end) >= 0:
-                    self._finish(bytes(body))
-                    return
-                break
-            if len(body) + size > self._max_body:
-                raise self._too_large()
-            data_end = line_end + 2 + size
-            if len(buffer) < data_end + 2:
-                break
-            if buffer[data_end : data_end + 2] != b"\r\n":
-                raise Failure("invalid HTTP answer")
-            body += buffer[line_end + 2 : data_end]
-            pos = data_end + 2
-        del buffer[:pos]
+def endpoints(transport: asyncio.BaseTransport | None) -> tuple[tuple[str, int] | None, str | None]:
+    """The peer (address, port) and our own address of a connection, when known."""
+    if transport is None:
+        return None, None
+    peer = transport.get_extra_info("peername")
+    local = transport.get_extra_info("sockname")
+    return (
+        (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None,
+        str(local[0]) if isinstance(local, tuple) else None,
+    )
 
 
-class Resolver:
-    """Host names to addresses, each kept for DNS_TTL seconds (as aiohttp's connector does), so
-    a check every second does not cost a lookup every second. Failures are not kept."""
-
-    def __init__(self, ttl: float = DNS_TTL) -> None:
-        self._ttl = ttl
-        self._cache: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
-
-    async def resolve(self, host: str, port: int) -> list[tuple[int, str]]:
-        now = time.monotonic()
-        hit = self._cache.get((host, port))
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses: list[tuple[int, str]] = list(
-            dict.fromkeys((int(family), str(sockaddr[0])) for family, _, _, _, sockaddr in infos)
-        )
-        if len(self._cache) > 65536:
-            self._cache.clear()
-        self._cache[(host, port)] = (now + self._ttl, addresses)
-        return addresses
+def reason_for_os_error(exc: OSError) -> str:
+    """The reason for a connection's OS error (both transports use it)."""
+    if isinstance(exc, socket.gaierror):
+        return "DNS lookup failed"
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError) or exc.errno == errno.ECONNRESET:
+        return "connection reset"
+    if isinstance(exc, TimeoutError) or exc.errno == errno.ETIMEDOUT:
+        return "timeout"
+    return f"connection failed: {exc.strerror or type(exc).__name__}"
 
 
-async def get(plan: Plan, resolver: Resolver, max_body: int) -> Answer:
-    """Send ``plan``'s request on a new connection and return the answer. Raises Failure, OSError
-    (refused, reset, DNS as socket.gaierror); the caller bounds the time."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Answer] = loop.create_future()
+class LeanTransport:
+    """Plain-http GETs on a fresh connection. Raises only Failure (and the caller's deadline)."""
 
-    def exchange() -> _Exchange:
-        return _Exchange(plan.request, done, max_body)
+    def __init__(self, resolver: Resolver, user_agent: str) -> None:
+        self._resolver = resolver
+        self._user_agent = user_agent
 
-    transport: asyncio.BaseTransport
-    if plan.numeric:
-        transport, _ = await loop.create_connection(exchange, plan.host, plan.port)
-    else:
-        addresses = await resolver.resolve(plan.host, plan.port)
-        transport = await _connect_any(loop, exchange, addresses, plan.port)
-    try:
-        return await done
-    finally:
-        if not done.done():
-            done.cancel()  # cancelled by the deadline: nobody will read what comes next
-        transport.close()
+    def handles(self, url: str, reuse: bool) -> bool:
+        return not reuse and plan_for(url, self._user_agent) is not None
 
-
-async def _connect_any(
-    loop: asyncio.AbstractEventLoop,
-    factory: Callable[[], asyncio.Protocol],
-    addresses: list[tuple[int, str]],
-    port: int,
-) -> asyncio.BaseTransport:
-    # Each address in the resolver's order until one accepts, as a browser without Happy
-    # Eyeballs would; the check's overall deadline bounds the whole attempt.
-    error: OSError | None = None
-    for family, address in addresses:
+    async def fetch(self, url: str, reuse: bool) -> Answer:
+        plan = plan_for(url, self._user_agent)
+        if plan is None:
+            raise Failure("invalid URL")
         try:
-            transport, _ = await loop.create_connection(factory, address, port, family=family)
-            return transport
+            return await self._get(plan)
+        except Failure:
+            raise
         except OSError as exc:
-            error = exc
-    raise error if error is not None else OSError("no address to connect to")
+            raise Failure(reason_for_os_error(exc)) from exc
+
+    async def close(self) -> None:
+        return None
+
+    async def _get(self, plan: Plan) -> Answer:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Answer] = loop.create_future()
+
+        def exchange() -> _Exchange:
+            return _Exchange(plan.request, done)
+
+        transport: asyncio.BaseTransport
+        if plan.numeric:
+            transport, _ = await loop.create_connection(exchange, plan.host, plan.port)
+        else:
+            infos = await self._resolver.resolve(plan.host, plan.port)
+            transport = await _connect(loop, exchange, infos)
+        try:
+            return await done
+        finally:
+            if not done.done():
+                done.cancel()  # cancelled by the deadline: nobody will read what comes next
+            transport.close()
+
+
+async def _connect(
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], _Exchange], infos: list[AddrInfo]
+) -> asyncio.BaseTransport:
+    if len(infos) == 1:  # the common case: the loop's own connect is the cheapest
+        family, _, _, _, sockaddr = infos[0]
+        transport, _ = await loop.create_connection(factory, sockaddr[0], sockaddr[1], family=family)
+        return transport
+    # Several addresses: race them as RFC 8305 says, so a dead first address (broken IPv6, a
+    # dropped round-robin node) costs 250 ms instead of the whole check (issue 9 defect 5).
+    sock = await aiohappyeyeballs.start_connection(
+        infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1
+    )
+    try:
+        transport, _ = await loop.create_connection(factory, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return transport
