@@ -12,7 +12,6 @@ import contextlib
 import logging
 import resource
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -23,7 +22,6 @@ from keepalive import __version__
 from keepalive.alerts import Alert, AlertKind
 from keepalive.config import ROOT, Settings, load_settings, script_values
 from keepalive.errors import ConfigError
-from keepalive.events import EventLog
 from keepalive.logfile import ReopenableRotatingFileHandler
 from keepalive.probe.checker import Checker, CheckResult, printable
 from keepalive.scrub import ScrubFilter, scrub
@@ -33,9 +31,6 @@ EXIT_NOT_DELIVERED = 1
 EXIT_CHECK_FAILED = 2
 EXIT_CONFIG = 3
 
-# Alerts raised within this many seconds of each other leave together (as one digest when more
-# than DIGEST_AFTER wait): a switch failing takes many targets down within one check round.
-GROUP_WAIT = 0.5
 
 log = logging.getLogger("keepalive")
 T = TypeVar("T")
@@ -313,42 +308,18 @@ def test_alert(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from keepalive.delivery.outbox import DeliveryWorker, Outbox
-    from keepalive.engine.monitor import Monitor
-    from keepalive.notifiers.factory import build_notifiers
+    from keepalive.engine.app import MonitorApp
 
     raise_fd_limit()
     try:
-        events = EventLog(settings.events_file)
-    except OSError as exc:
-        print(
-            f"error: MONITOR_EVENTS_FILE={str(settings.events_file)!r} cannot be written: {exc.strerror}",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    try:
-        outbox = Outbox(settings.state_dir, group_wait=GROUP_WAIT)
-    except (OSError, sqlite3.Error) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-        print(
-            f"error: MONITOR_STATE_DIR={str(settings.state_dir)!r} cannot be used: {reason}", file=sys.stderr
-        )
-        events.close()
-        return EXIT_CONFIG
-    notifiers = build_notifiers(settings)
-    worker = DeliveryWorker(outbox, notifiers, events, settings.digest_after)
-    monitor = Monitor(
-        settings,
-        events=events,
-        outbox=outbox,
-        worker=worker,
-        notifiers=notifiers,
-        notifier_factory=build_notifiers,
-    )
+        app = MonitorApp.build(settings)
+    except ConfigError as exc:
+        return config_error(exc)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        reloads: set[asyncio.Task[None]] = set()
 
         def on_stop(signame: str) -> None:
             if not stop.is_set():
@@ -356,26 +327,26 @@ def serve(settings: Settings) -> int:
             stop.set()
 
         def on_reload() -> None:
-            try:
-                new = load_settings()
-            except Exception as exc:  # ConfigError, or anything unforeseen: never fatal here
-                error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-                log.error("reload rejected, keeping the running configuration: %s", error)
-                events.emit("config_reload_failed", error=error)
-                return
-            monitor.reload(new)
+            # Read off the loop; the handler only starts it (and keeps a reference to it).
+            task = loop.create_task(app.reload(), name="reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, on_reload)
-        await monitor.run(stop)
+        try:
+            await app.run(stop)
+        finally:
+            for task in reloads:
+                task.cancel()
+            await asyncio.gather(*reloads, return_exceptions=True)
 
     try:
         run_async(run)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        events.emit("monitor_start_failed", error=str(exc))
-        return EXIT_CONFIG
+        app.events.emit("monitor_start_failed", error=str(exc))
+        return config_error(exc)
     finally:
-        events.close()
+        app.close()
     return EXIT_OK

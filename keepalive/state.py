@@ -58,15 +58,69 @@ class TargetState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetState:
-        return cls(
-            status=Status(data.get("status", "unknown")),
-            failures=int(data.get("failures", 0)),
-            outage_failures=int(data.get("outage_failures", 0)),
-            successes=int(data.get("successes", 0)),
-            since=None if data.get("since") is None else float(data["since"]),
-            alerts_raised=int(data.get("alerts_raised", 0)),
-            last_reason=data.get("last_reason"),
+        """The state a saved record describes. Raises ValueError naming the first field whose
+        type or range is wrong, or a combination the state machine never produces: a state
+        file is input like any other (``"failures": Infinity`` and ``"since": 1e300`` are valid
+        JSON)."""
+        try:
+            status = Status(data.get("status", "unknown"))
+        except ValueError:
+            raise ValueError(
+                f"status={data.get('status')!r} is not one of {[s.value for s in Status]}"
+            ) from None
+        state = cls(
+            status=status,
+            failures=_count(data, "failures"),
+            outage_failures=_count(data, "outage_failures"),
+            successes=_count(data, "successes"),
+            since=_epoch(data, "since"),
+            alerts_raised=_count(data, "alerts_raised"),
+            last_reason=_text(data, "last_reason"),
         )
+        outage = status in (Status.FAILING, Status.DOWN)
+        if outage != (state.since is not None):
+            raise ValueError(f"status={status.value!r} with since={state.since!r}")
+        if (status is Status.DOWN) != (state.alerts_raised > 0):
+            raise ValueError(f"status={status.value!r} with alerts_raised={state.alerts_raised}")
+        return state
+
+
+# Beyond any real count, and small enough that arithmetic on it stays exact.
+MAX_COUNT = 10**9
+# Epoch seconds a timestamp may hold: what datetime can show (up to year 9999).
+MAX_EPOCH = 253_402_300_799.0
+MAX_REASON = 2_000
+
+
+def _show(value: Any) -> str:
+    """A value for an error line: short, whatever the file held."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{key}={_show(value)} is not a whole number from 0 to {MAX_COUNT}")
+    return value
+
+
+def _epoch(data: dict[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= MAX_EPOCH:
+        raise ValueError(f"{key}={_show(value)} is not a Unix time from 0 to {MAX_EPOCH:.0f}")
+    return float(value)
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_REASON:
+        raise ValueError(f"{key} is not a text of at most {MAX_REASON} characters")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

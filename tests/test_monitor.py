@@ -41,6 +41,9 @@ class BrokenDisk:
     def oldest_pending_created(self) -> float | None:
         return None
 
+    def health(self) -> tuple[bool, str | None]:
+        return (True, None) if self.heal.is_set() else (False, "No space left on device")
+
 
 class IdleWorker:
     def start(self) -> None: ...
@@ -91,8 +94,7 @@ def test_the_state_file_never_says_announced_before_the_outbox_holds_the_alert(t
         observed: list[int] = []
 
         async def run() -> None:
-            stop = asyncio.Event()
-            task = asyncio.create_task(monitor.run(stop))
+            await monitor.start()
             # While the outbox refuses the alert, the saved state must not claim it was raised.
             while disk.failures < 2:
                 await asyncio.sleep(0.05)
@@ -100,8 +102,7 @@ def test_the_state_file_never_says_announced_before_the_outbox_holds_the_alert(t
             disk.heal.set()
             while not disk.stored:
                 await asyncio.sleep(0.05)
-            stop.set()
-            await task
+            await monitor.stop()
 
         asyncio.run(asyncio.wait_for(run(), 60))
     assert all(value == 0 for value in observed), observed

@@ -189,11 +189,12 @@ def test_a_target_name_cannot_write_control_characters_to_the_terminal(
     tmp_path: Path, server: TargetServer, args: list[str]
 ) -> None:
     targets = tmp_path / "targets.toml"
-    # TOML's \u001b is ESC: a name that would recolour (or clear) the operator's terminal.
-    targets.write_text(f'[[targets]]\nname = "red\\u001b[31mname\\r"\nurl = "{server.url("tty")}"\n')
+    # TOML's \u001b is ESC: a name that would recolour (or clear) the operator's terminal. (A
+    # name may not start or end with white space, so the carriage return is inside it.)
+    targets.write_text(f'[[targets]]\nname = "red\\u001b[31mna\\rme"\nurl = "{server.url("tty")}"\n')
     result = run_cli(args, base_env(tmp_path, MONITOR_TARGETS_FILE=str(targets)))
     assert result.returncode == 0, result.stderr
-    assert "red [31mname" in result.stdout
+    assert "red [31mna me" in result.stdout
     assert "\x1b" not in result.stdout and "\r" not in result.stdout
 
 

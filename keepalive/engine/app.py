@@ -1,0 +1,203 @@
+"""The composition root: builds the running monitor from settings and runs it until stopped.
+
+Built in this order, each part handed what it needs: state-directory lock -> events ->
+outbox -> notifiers -> delivery worker -> checker -> monitor; then, running: web endpoint ->
+checks -> delivery -> heartbeat. Stopped in reverse. ``cli.serve()`` and in-process tests
+both use it; the parts are passed in through ``MonitorApp.build``'s keywords, never patched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+
+from keepalive.config import Settings, load_settings
+from keepalive.delivery.outbox import DeliveryWorker, Outbox
+from keepalive.engine.announcer import AlertPolicy
+from keepalive.engine.monitor import Monitor
+from keepalive.engine.statelock import StateDirLock
+from keepalive.errors import ConfigError
+from keepalive.events import EventLog
+from keepalive.logfile import reopen_log_files
+from keepalive.notifiers.base import Notifier
+from keepalive.notifiers.factory import build_notifiers
+from keepalive.probe.checker import Checker
+
+log = logging.getLogger("keepalive.monitor")
+
+# Alerts raised within this many seconds of each other leave together (as one digest when more
+# than DIGEST_AFTER wait): a switch failing takes many targets down within one check round.
+GROUP_WAIT = 0.5
+# The worker may be inside a send; a stop does not wait out its whole timeout. Anything not yet
+# recorded as sent stays pending in the outbox and is retried after a restart.
+WORKER_STOP_WAIT = 1.5
+
+
+class MonitorApp:
+    """Everything a running monitor is made of, and its start, reload and stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        lock: StateDirLock,
+        events: EventLog,
+        outbox: Outbox,
+        worker: DeliveryWorker,
+        monitor: Monitor,
+        load: Callable[[], Settings],
+    ) -> None:
+        self.settings = settings
+        self.lock = lock
+        self.events = events
+        self.outbox = outbox
+        self.worker = worker
+        self.monitor = monitor
+        self._load = load
+        self._reloading = asyncio.Lock()
+        self.web_address: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        load: Callable[[], Settings] = load_settings,
+        notifier_factory: Callable[[Settings], Sequence[Notifier]] = build_notifiers,
+        checker: Checker | None = None,
+        alert_policy: AlertPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> MonitorApp:
+        """Build every part. Raises ConfigError (one line naming the setting) when the state
+        directory is taken by another monitor or unusable, or the events file cannot be written."""
+        lock = StateDirLock(settings.state_dir)
+        lock.acquire()
+        try:
+            try:
+                events = EventLog(
+                    settings.events_file, max_bytes=settings.log_max_bytes, backups=settings.log_backups
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"MONITOR_EVENTS_FILE={str(settings.events_file)!r} cannot be written: {exc.strerror}"
+                ) from None
+            try:
+                outbox = Outbox(settings.state_dir, group_wait=GROUP_WAIT)
+            except (OSError, sqlite3.Error) as exc:
+                events.close()
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                raise ConfigError(
+                    f"MONITOR_STATE_DIR={str(settings.state_dir)!r} cannot be used: {reason}"
+                ) from None
+        except BaseException:
+            lock.release()
+            raise
+        notifiers = notifier_factory(settings)
+        worker = DeliveryWorker(outbox, notifiers, events, settings.digest_after)
+        monitor = Monitor(
+            settings,
+            events=events,
+            outbox=outbox,
+            worker=worker,
+            notifiers=notifiers,
+            notifier_factory=notifier_factory,
+            checker=checker,
+            alert_policy=alert_policy,
+            clock=clock,
+        )
+        return cls(
+            settings, lock=lock, events=events, outbox=outbox, worker=worker, monitor=monitor, load=load
+        )
+
+    async def run(self, stop: asyncio.Event, on_started: Callable[[], None] | None = None) -> None:
+        """Run until ``stop`` is set, then stop every part. A web address that cannot be bound
+        raises ConfigError before any check starts."""
+        from keepalive.web.app import start_web  # the web layer imports the engine, not back
+
+        settings = self.settings
+        runner = None
+        if settings.http_port:
+            runner = await start_web(self.monitor, settings.http_host, settings.http_port)
+            self.web_address = _first_address(runner.addresses)
+        heartbeat: asyncio.Task[None] | None = None
+        try:
+            await self.monitor.start()
+            self.worker.start()
+            heartbeat = self._start_heartbeat(stop)
+            self.monitor.announce_started(self.web_address)
+            if on_started is not None:
+                on_started()
+            await stop.wait()
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+            if runner is not None:
+                await runner.cleanup()
+            await self.monitor.stop()
+            await asyncio.to_thread(self.worker.stop, WORKER_STOP_WAIT)
+            depth = await asyncio.to_thread(self.outbox.depth)
+            self.outbox.close()
+            self.monitor.reporter.report(
+                "monitor_stopped", "monitor stopped", pid=os.getpid(), outbox_depth=depth
+            )
+
+    async def reload(self) -> None:
+        """SIGHUP: reopen the log and events files (logrotate), read the settings in a worker
+        thread, and apply them on the loop in O(targets). Never raises: a bad file keeps the
+        running configuration."""
+        async with self._reloading:
+            self.events.reopen()
+            reopen_log_files()
+            started = time.monotonic()
+            try:
+                new = await asyncio.to_thread(self._load)
+            except Exception as exc:  # ConfigError, or anything unforeseen: never fatal here
+                error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+                self.monitor.reporter.report(
+                    "config_reload_failed",
+                    "reload rejected, keeping the running configuration",
+                    logging.ERROR,
+                    error=error,
+                )
+                return
+            read = time.monotonic() - started
+            applied = time.monotonic()
+            self.monitor.reload(new)
+            self.settings = new
+            log.info(
+                "reload timing read_seconds=%.3f apply_seconds=%.3f (only the apply runs on the loop)",
+                read,
+                time.monotonic() - applied,
+            )
+
+    def close(self) -> None:
+        self.events.close()
+        self.lock.release()
+
+    def _start_heartbeat(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
+        url = self.settings.heartbeat_url
+        if not url:
+            return None
+        from keepalive.heartbeat import run_heartbeat
+
+        async def beat() -> None:
+            async with aiohttp.ClientSession(trust_env=False) as session:
+                await run_heartbeat(url, session, self.monitor.is_progressing, stop)
+
+        return asyncio.get_running_loop().create_task(beat(), name="heartbeat")
+
+
+def _first_address(addresses: list[Any]) -> str | None:
+    for address in addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            host, port = address[0], address[1]
+            return f"http://[{host}]:{port}/" if ":" in str(host) else f"http://{host}:{port}/"
+    return None
