@@ -16,6 +16,7 @@ import pytest
 
 from keepalive.alerts import AlertKind
 from keepalive.notifiers.base import NotifyError
+from keepalive.notifiers.deadline import Deadline
 from keepalive.notifiers.email import EmailNotifier, build_message
 from tests.fakes.delivery_fixtures import DeliveryHarness, free_port, make_alert
 from tests.fakes.smtp_server import FakeSMTP
@@ -140,7 +141,9 @@ class StubSMTP:
 
 
 def stub_factory(stub: StubSMTP) -> Callable[..., StubSMTP]:
-    def factory(host: str, port: int, *, security: str, timeout: float, context: ssl.SSLContext) -> StubSMTP:
+    def factory(
+        host: str, port: int, *, security: str, timeout: float, context: ssl.SSLContext, deadline: Deadline
+    ) -> StubSMTP:
         stub.calls.append(("connect", host, port, security, timeout))
         return stub
 
@@ -148,7 +151,9 @@ def stub_factory(stub: StubSMTP) -> Callable[..., StubSMTP]:
 
 
 def failing_factory(error: BaseException) -> Callable[..., StubSMTP]:
-    def factory(host: str, port: int, *, security: str, timeout: float, context: ssl.SSLContext) -> StubSMTP:
+    def factory(
+        host: str, port: int, *, security: str, timeout: float, context: ssl.SSLContext, deadline: Deadline
+    ) -> StubSMTP:
         raise error
 
     return factory

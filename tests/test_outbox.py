@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 StartWorker = Callable[..., DeliveryWorker]
 
 
-class Scripted:
+class Scripted(Notifier):
     """An in-memory channel: each send takes the next outcome from its recipient's script
     (an exception to raise, or None for success) and is recorded."""
 
@@ -46,13 +46,15 @@ class Scripted:
         self._script = {recipient: list(steps) for recipient, steps in (script or {}).items()}
         self._lock = threading.Lock()
         self.calls: list[tuple[str, list[str], float]] = []
+        self.replies: list[str | None] = []
 
     def recipients(self) -> Sequence[str]:
         return self._recipients
 
-    def send(self, recipient: str, alerts: Sequence[Alert]) -> str | None:
+    def send(self, recipient: str, alerts: Sequence[Alert], reply_to: str | None = None) -> str | None:
         with self._lock:
             self.calls.append((recipient, [alert.id for alert in alerts], time.time()))
+            self.replies.append(reply_to)
             steps = self._script.get(recipient) or []
             outcome = steps.pop(0) if steps else None
             number = len(self.calls)

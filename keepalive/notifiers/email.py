@@ -10,38 +10,115 @@ Reasons carry the server's own text; the password never appears in one.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import smtplib
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from typing import Protocol
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any, Protocol
 
-from keepalive.alerts import Alert, AlertKind
-from keepalive.notifiers.base import NotifyError
+from keepalive.alerts import Alert, AlertKind, alert_id
+from keepalive.notifiers.base import Notifier, NotifyError
+from keepalive.notifiers.deadline import Deadline
 from keepalive.notifiers.text import clip, duration, kind_counts, one_line, utc
 from keepalive.scrub import MASK, register_secret, scrub
 
 SECURITY_MODES = ("starttls", "ssl", "none")
 MAX_SUBJECT = 150
 MAX_REASON = 300
+MAX_REPLY = 64 * 1024  # one SMTP reply, all its continuation lines together
 
 
 class SMTPFactory(Protocol):
-    """Opens a connected SMTP client; ``security == "ssl"`` means implicit TLS."""
+    """Opens a connected SMTP client; ``security == "ssl"`` means implicit TLS. The client's
+    socket is registered with ``deadline`` before anything is read from it."""
 
     def __call__(
-        self, host: str, port: int, *, security: str, timeout: float, context: ssl.SSLContext
+        self,
+        host: str,
+        port: int,
+        *,
+        security: str,
+        timeout: float,
+        context: ssl.SSLContext,
+        deadline: Deadline,
     ) -> smtplib.SMTP: ...
 
 
+class _CappedReader:
+    """A reply stream that refuses more than ``cap`` bytes per reply: smtplib caps each
+    line, not how many ``220-`` continuation lines a server may send."""
+
+    def __init__(self, raw: Any, cap: int) -> None:
+        self._raw = raw
+        self.cap = cap
+        self.left = cap
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self._raw.readline(limit)
+        self.left -= len(line)
+        if self.left < 0:
+            raise OSError(f"reply longer than {self.cap // 1024} KiB")
+        return line
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class _CappedReplies:
+    """Mixin for smtplib clients: every reply is read through a ``_CappedReader``."""
+
+    sock: Any
+    file: Any
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.file is None and self.sock is not None:
+            self.file = _CappedReader(self.sock.makefile("rb"), MAX_REPLY)
+        if isinstance(self.file, _CappedReader):
+            self.file.left = self.file.cap
+        reply: tuple[int, bytes] = super().getreply()  # type: ignore[misc]
+        return reply
+
+
+class _SMTP(_CappedReplies, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_CappedReplies, smtplib.SMTP_SSL):
+    pass
+
+
 def connect_smtp(
-    host: str, port: int, *, security: str, timeout: float, context: ssl.SSLContext
+    host: str, port: int, *, security: str, timeout: float, context: ssl.SSLContext, deadline: Deadline
 ) -> smtplib.SMTP:
     """The production SMTP factory."""
-    if security == "ssl":
-        return smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
-    return smtplib.SMTP(host, port, timeout=timeout)
+    smtp: smtplib.SMTP = (
+        _SMTPSSL(timeout=timeout, context=context) if security == "ssl" else _SMTP(timeout=timeout)
+    )
+    # Registered before connecting: the greeting itself may be what never ends.
+    deadline.watch_socket(smtp)
+    # connect() does not set the name TLS verifies (SMTP_SSL's wrap, starttls()); the
+    # constructor would, but it also connects, before the socket could be watched.
+    smtp._host = host  # type: ignore[attr-defined]
+    smtp.connect(host, port)
+    return smtp
+
+
+def message_id(alerts: Sequence[Alert], domain: str) -> str:
+    """A Message-ID derived from the alerts it carries: the same for every recipient and
+    every retry, and computable later (a RECOVERED refers to its DOWN without storage)."""
+    if len(alerts) == 1:
+        return f"<{alerts[0].id}.alert@{domain}>"
+    digest = hashlib.sha256("\x00".join(alert.id for alert in alerts).encode()).hexdigest()[:24]
+    return f"<{digest}.digest@{domain}>"
+
+
+def _down_message_id(alert: Alert, domain: str) -> str:
+    """The Message-ID of the e-mail that announced ``alert``'s outage (its first DOWN)."""
+    return f"<{alert_id(alert.target, alert.since, AlertKind.DOWN, 0)}.alert@{domain}>"
 
 
 def _subject_name(alert: Alert) -> str:
@@ -105,9 +182,13 @@ def build_message(alerts: Sequence[Alert], sender: str, recipient: str) -> Email
     message["From"] = sender
     message["To"] = recipient
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    # make_msgid() without a domain asks DNS for this host's FQDN, which can hang for seconds.
-    domain = sender.rpartition("@")[2] or "keepalive.invalid"
-    message["Message-ID"] = make_msgid(domain=domain)
+    # Never this host's FQDN: asking DNS for it can hang for seconds.
+    domain = one_line(sender.rpartition("@")[2]).replace(" ", "") or "keepalive.invalid"
+    message["Message-ID"] = message_id(alerts, domain)
+    if len(alerts) == 1 and alerts[0].kind is AlertKind.RECOVERED:
+        # Mail clients thread the recovery under the DOWN that announced the outage.
+        message["In-Reply-To"] = _down_message_id(alerts[0], domain)
+        message["References"] = _down_message_id(alerts[0], domain)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies
     message.set_content(_body(alerts))
     return message
@@ -117,9 +198,12 @@ def _text(raw: bytes | str) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
-class EmailNotifier:
+class EmailNotifier(Notifier):
     """Sends alerts by SMTP: STARTTLS (default), implicit TLS ("ssl") or plain ("none", a local
-    relay only). Certificates are verified unless the caller passes its own ``ssl_context``."""
+    relay only). Certificates are verified against the system's CAs, or only ``ca_file``'s
+    (SMTP_CA_FILE, a private mail CA), unless the caller passes its own ``ssl_context``.
+
+    ``timeout`` bounds each read; ``deadline`` the whole transaction, whatever the server does."""
 
     channel = "email"
 
@@ -135,12 +219,15 @@ class EmailNotifier:
         timeout: float = 20.0,
         smtp_factory: SMTPFactory = connect_smtp,
         ssl_context: ssl.SSLContext | None = None,
+        *,
+        ca_file: Path | None = None,
+        deadline: float = 60.0,
     ) -> None:
         if security not in SECURITY_MODES:
             raise ValueError(f"SMTP security {security!r} is invalid: expected one of {SECURITY_MODES}")
         if not recipients:
             raise ValueError("EmailNotifier needs at least one recipient (EMAIL_RECIPIENT)")
-        register_secret(password)
+        register_secret(password, *_encoded_forms(username, password))
         self._server = server
         self._port = port
         self._security = security
@@ -150,50 +237,66 @@ class EmailNotifier:
         self._recipients = tuple(recipients)
         self._timeout = timeout
         self._factory = smtp_factory
-        self._context = ssl_context if ssl_context is not None else ssl.create_default_context()
+        self._deadline = max(deadline, 0.001)
+        if ssl_context is not None:
+            self._context = ssl_context
+        else:
+            self._context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
 
     def recipients(self) -> Sequence[str]:
         """The addresses every alert goes to, each in its own transaction."""
         return self._recipients
 
-    def send(self, recipient: str, alerts: Sequence[Alert]) -> str | None:
-        """Deliver one e-mail to one address; returns its Message-ID. Raises NotifyError."""
+    def send(self, recipient: str, alerts: Sequence[Alert], reply_to: str | None = None) -> str | None:
+        """Deliver one e-mail to one address; returns its Message-ID. Raises NotifyError.
+
+        ``reply_to`` is not needed: a RECOVERED refers to its DOWN by the DOWN's derived id."""
         message = build_message(alerts, self._sender, recipient)
+        deadline = Deadline(self._deadline)
         try:
-            self._transmit(message, recipient)
-        except NotifyError:
-            raise
-        except smtplib.SMTPAuthenticationError as exc:
-            raise self._error(
-                f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}", True
-            ) from None
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = exc.recipients.get(recipient, (0, b"refused"))
-            raise self._error(f"recipient refused: {code} {_text(text)}", code >= 500) from None
-        except smtplib.SMTPSenderRefused as exc:
-            reason = f"sender refused: {exc.smtp_code} {_text(exc.smtp_error)}"
-            raise self._error(reason, exc.smtp_code >= 500) from None
-        except smtplib.SMTPDataError as exc:
-            reason = f"message refused: {exc.smtp_code} {_text(exc.smtp_error)}"
-            raise self._error(reason, exc.smtp_code >= 500) from None
-        except smtplib.SMTPResponseException as exc:
-            raise self._error(f"SMTP error: {exc.smtp_code} {_text(exc.smtp_error)}", False) from None
-        except smtplib.SMTPServerDisconnected as exc:
-            raise self._error(f"server disconnected: {exc}", False) from None
-        except ssl.SSLError as exc:
-            detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-            raise self._error(f"TLS error: {detail}", False) from None
-        except TimeoutError:
-            raise self._error(f"timeout after {self._timeout:g} s", False) from None
-        except ConnectionRefusedError:
-            raise self._error("connection refused", False) from None
+            with deadline:
+                self._transmit(message, recipient, deadline)
         except (smtplib.SMTPException, OSError) as exc:
-            raise self._error(f"{type(exc).__name__}: {exc}", False) from None
+            # Anything else is a bug, left for the worker's give-up rule.
+            if deadline.expired:
+                raise self._error(f"no complete answer within {self._deadline:g} s", False) from None
+            raise self._classify(exc, recipient) from None
         return str(message["Message-ID"])
 
-    def _transmit(self, message: EmailMessage, recipient: str) -> None:
+    def _classify(self, exc: smtplib.SMTPException | OSError, recipient: str) -> NotifyError:
+        """Permanent only when the server refused with a 5xx; anything else is retried."""
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return self._error(f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}", True)
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            code, text = exc.recipients.get(recipient, (0, b"refused"))
+            return self._error(f"recipient refused: {code} {_text(text)}", code >= 500)
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            reason = f"sender refused: {exc.smtp_code} {_text(exc.smtp_error)}"
+            return self._error(reason, exc.smtp_code >= 500)
+        if isinstance(exc, smtplib.SMTPDataError):
+            reason = f"message refused: {exc.smtp_code} {_text(exc.smtp_error)}"
+            return self._error(reason, exc.smtp_code >= 500)
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return self._error(f"SMTP error: {exc.smtp_code} {_text(exc.smtp_error)}", False)
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return self._error(f"server disconnected: {exc}", False)
+        if isinstance(exc, ssl.SSLError):
+            detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            return self._error(f"TLS error: {detail}", False)
+        if isinstance(exc, TimeoutError):
+            return self._error(f"timeout after {self._timeout:g} s", False)
+        if isinstance(exc, ConnectionRefusedError):
+            return self._error("connection refused", False)
+        return self._error(f"{type(exc).__name__}: {exc}", False)
+
+    def _transmit(self, message: EmailMessage, recipient: str, deadline: Deadline) -> None:
         smtp = self._factory(
-            self._server, self._port, security=self._security, timeout=self._timeout, context=self._context
+            self._server,
+            self._port,
+            security=self._security,
+            timeout=self._timeout,
+            context=self._context,
+            deadline=deadline,
         )
         try:
             if self._security == "starttls":
@@ -212,7 +315,22 @@ class EmailNotifier:
             smtp.close()
 
     def _error(self, reason: str, permanent: bool) -> NotifyError:
-        if self._password:
-            reason = reason.replace(self._password, MASK)
+        for secret in (self._password, *_encoded_forms(self._username, self._password)):
+            if secret:
+                reason = reason.replace(secret, MASK)
         # Scrub before clipping: a cut through a secret would leave a fragment scrub() cannot see.
         return NotifyError(clip(scrub(one_line(reason)), MAX_REASON), permanent=permanent)
+
+
+def _encoded_forms(username: str | None, password: str | None) -> list[str]:
+    """How the password travels in AUTH (base64, alone for LOGIN, with the user for PLAIN),
+    with and without padding: a server that echoes the command must not leak it either."""
+    if not password:
+        return []
+    user = username or ""
+    raw = [password, f"\x00{user}\x00{password}", f"{user}\x00{password}"]
+    forms: list[str] = []
+    for text in raw:
+        encoded = base64.b64encode(text.encode()).decode()
+        forms += [encoded, encoded.rstrip("=")]
+    return forms

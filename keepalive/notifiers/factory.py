@@ -35,6 +35,7 @@ def build_notifiers(settings: Settings, session: requests.Session | None = None)
                 password=settings.smtp_password,
                 sender=settings.email_sender,
                 recipients=settings.email_recipients,
+                ca_file=settings.smtp_ca_file,
             )
         )
     return notifiers

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from keepalive.alerts import Alert
+from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.text import clip, one_line
 from keepalive.scrub import scrub
 
@@ -22,7 +23,7 @@ def _value(text: str) -> str:
     return json.dumps(text, ensure_ascii=False) if not text or any(c in text for c in ' "=') else text
 
 
-class LogNotifier:
+class LogNotifier(Notifier):
     """Writes alerts to the ``keepalive.alerts`` logger."""
 
     channel = "log"
@@ -31,7 +32,7 @@ class LogNotifier:
         """A single pseudo-recipient: the log."""
         return ("log",)
 
-    def send(self, recipient: str, alerts: Sequence[Alert]) -> str | None:
+    def send(self, recipient: str, alerts: Sequence[Alert], reply_to: str | None = None) -> str | None:
         """Log one line per alert (DEBUG: the monitor's own ALERT line is the one people read);
         never raises NotifyError."""
         for alert in alerts:

@@ -12,6 +12,7 @@ exception texts, so every reason is scrubbed of it before it leaves this module.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import threading
 import time
@@ -22,7 +23,8 @@ from urllib.parse import quote
 import requests
 
 from keepalive.alerts import Alert, AlertKind
-from keepalive.notifiers.base import NotifyError
+from keepalive.notifiers.base import Notifier, NotifyError
+from keepalive.notifiers.deadline import AnswerTooLarge, Deadline, DeadlineAdapter, read_capped
 from keepalive.notifiers.text import ELLIPSIS, duration, kind_counts, one_line, utc
 from keepalive.scrub import MASK, ScrubFilter, register_secret, scrub
 
@@ -32,6 +34,7 @@ ICONS = {AlertKind.DOWN: "🔴", AlertKind.RECOVERED: "✅", AlertKind.TEST: "�
 
 # urllib3 logs every request line ("POST /bot<token>/sendMessage") at DEBUG level. Handlers set
 # up by the CLI scrub, but any other handler (a debugging session, pytest) would not.
+log = logging.getLogger("keepalive.telegram")
 _URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
 if not any(isinstance(f, ScrubFilter) for f in _URLLIB3_LOG.filters):
     _URLLIB3_LOG.addFilter(ScrubFilter())
@@ -140,8 +143,9 @@ def build_text(alerts: Sequence[Alert]) -> str:
 
 
 class Pacer:
-    """Spaces messages out: at most one per ``per_chat`` seconds to a chat, ``overall`` a second
-    in total (Telegram's documented limits are 1/s per chat and about 30/s per bot).
+    """Spaces messages out: at most one per ``per_chat`` seconds to a chat, one per
+    ``per_group`` seconds to a group (a negative chat id), ``overall`` a second in total
+    (Telegram's documented limits: 1/s per chat, 20/min per group, about 30/s per bot).
 
     Thread-safe: each caller reserves its slot under the lock, then sleeps outside it."""
 
@@ -151,8 +155,10 @@ class Pacer:
         overall: float = 25.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        per_group: float = 3.0,
     ) -> None:
         self._per_chat = per_chat
+        self._per_group = max(per_chat, per_group)
         self._gap = 1.0 / overall if overall > 0 else 0.0
         self._clock = clock
         self._sleep = sleep
@@ -162,19 +168,25 @@ class Pacer:
 
     def wait(self, chat: str) -> None:
         """Block until a message to ``chat`` may go."""
+        spacing = self._per_group if chat.startswith("-") else self._per_chat
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_any, self._next_chat.get(chat, 0.0))
             self._next_any = slot + self._gap
-            self._next_chat[chat] = slot + self._per_chat
+            self._next_chat[chat] = slot + spacing
         if slot > now:
             self._sleep(slot - now)
 
 
-class TelegramNotifier:
-    """Sends alerts to Telegram chats through the Bot API (or a self-hosted Bot API server)."""
+class TelegramNotifier(Notifier):
+    """Sends alerts to Telegram chats through the Bot API (or a self-hosted Bot API server).
+
+    ``timeout`` bounds each read; ``deadline`` the whole request, whatever the server does
+    (answers are read up to ``MAX_ANSWER`` bytes). The session gets a ``DeadlineAdapter``
+    mounted for the API's URL."""
 
     channel = "telegram"
+    MAX_ANSWER = 1 << 20  # a Bot API answer is a few hundred bytes; an endless one must end
 
     def __init__(
         self,
@@ -187,6 +199,9 @@ class TelegramNotifier:
         sleep: Callable[[float], None] = time.sleep,
         per_chat_interval: float = 1.0,
         overall_rate: float = 25.0,
+        *,
+        deadline: float = 30.0,
+        per_group_interval: float = 3.0,
     ) -> None:
         if not token:
             raise ValueError("TelegramNotifier needs a bot token (TELEGRAM_BOT_TOKEN)")
@@ -196,10 +211,16 @@ class TelegramNotifier:
         register_secret(token)
         self._token = token
         self._chat_ids = tuple(chat_ids)
-        self._url = f"{api_url.rstrip('/')}/bot{token}/sendMessage"
+        base = api_url.rstrip("/")
+        self._url = f"{base}/bot{token}/sendMessage"
         self._session = session if session is not None else requests.Session()
+        self._session.mount(f"{base}/", DeadlineAdapter())
         self._timeout = timeout
-        self._pacer = Pacer(per_chat_interval, overall_rate, clock, sleep)
+        self._deadline = max(deadline, 0.001)
+        self._pacer = Pacer(per_chat_interval, overall_rate, clock, sleep, per_group_interval)
+        self._lock = threading.Lock()
+        # A group upgraded to a supergroup has a new id; Telegram says which once per message.
+        self._migrated: dict[str, str] = {}
 
     def digest_capacity(self, alerts: Sequence[Alert]) -> int:
         """How many of ``alerts`` one digest names in full (the outbox sends the rest next)."""
@@ -209,47 +230,97 @@ class TelegramNotifier:
         """The chat ids every alert goes to."""
         return self._chat_ids
 
-    def send(self, recipient: str, alerts: Sequence[Alert]) -> str | None:
-        """Send one message to one chat; returns Telegram's message id. Raises NotifyError."""
-        payload = {
-            "chat_id": recipient,
-            "text": build_text(alerts),
+    def migrated(self) -> dict[str, str]:
+        """Chat ids Telegram moved in this process: old id -> new id."""
+        with self._lock:
+            return dict(self._migrated)
+
+    def send(self, recipient: str, alerts: Sequence[Alert], reply_to: str | None = None) -> str | None:
+        """Send one message to one chat; returns Telegram's message id. Raises NotifyError.
+
+        ``reply_to``: a message id in that chat this one answers (a RECOVERED to its DOWN)."""
+        text = build_text(alerts)
+        with self._lock:
+            chat = self._migrated.get(recipient, recipient)
+        try:
+            return self._post(chat, text, reply_to)
+        except _Migrated as moved:
+            with self._lock:
+                self._migrated[recipient] = moved.new_chat
+            log.warning(
+                "telegram chat %s became a supergroup with id %s: sending there; "
+                "set TELEGRAM_CHAT_ID to the new id",
+                recipient,
+                moved.new_chat,
+            )
+            # The old chat's message ids mean nothing in the new one: no reply there.
+            return self._post(moved.new_chat, text, None)
+
+    def _post(self, chat: str, text: str, reply_to: str | None) -> str | None:
+        payload: dict[str, Any] = {
+            "chat_id": chat,
+            "text": text,
             "parse_mode": "HTML",
             "link_preview_options": {"is_disabled": True},
             # Older self-hosted Bot API servers only know the pre-7.0 spelling.
             "disable_web_page_preview": True,
         }
-        self._pacer.wait(recipient)
-        try:
-            response = self._session.post(
-                self._url, json=payload, timeout=self._timeout, allow_redirects=False
-            )
-        except requests.Timeout:
-            raise NotifyError(f"timeout after {self._timeout:g} s") from None
-        except requests.ConnectionError as exc:
-            raise NotifyError(self._clean(f"connection error: {_root_cause(exc)}")) from None
-        except requests.RequestException as exc:
-            raise NotifyError(self._clean(f"request failed: {type(exc).__name__}: {exc}")) from None
-        return self._classify(response)
+        if reply_to is not None and reply_to.isdigit():
+            # Threaded under the DOWN; if that message was deleted, send it anyway.
+            payload["reply_parameters"] = {"message_id": int(reply_to), "allow_sending_without_reply": True}
+        self._pacer.wait(chat)
+        with Deadline(self._deadline) as deadline:
+            try:
+                response = self._session.post(
+                    self._url, json=payload, timeout=self._timeout, allow_redirects=False, stream=True
+                )
+                try:
+                    body = read_capped(response, self.MAX_ANSWER)
+                finally:
+                    response.close()
+            except AnswerTooLarge as exc:
+                raise NotifyError(str(exc)) from None
+            except requests.Timeout:
+                raise self._late(deadline) or NotifyError(f"timeout after {self._timeout:g} s") from None
+            except requests.ConnectionError as exc:
+                late = self._late(deadline)
+                raise late or NotifyError(self._clean(f"connection error: {_root_cause(exc)}")) from None
+            except requests.RequestException as exc:
+                reason = self._clean(f"request failed: {type(exc).__name__}: {exc}")
+                raise self._late(deadline) or NotifyError(reason) from None
+            except OSError as exc:
+                # Ours, e.g. EMFILE while building the connection: temporary like a network error.
+                raise NotifyError(self._clean(f"{type(exc).__name__}: {exc}")) from None
+            late = self._late(deadline)
+            if late is not None:
+                raise late
+        return self._classify(response.status_code, response.headers.get("Retry-After", ""), body)
 
-    def _classify(self, response: requests.Response) -> str | None:
-        status = response.status_code
-        data = _json_object(response)
+    def _late(self, deadline: Deadline) -> NotifyError | None:
+        if not deadline.expired:
+            return None
+        return NotifyError(f"no complete answer within {self._deadline:g} s")
+
+    def _classify(self, status: int, retry_header: str, body: bytes) -> str | None:
+        data = _json_object(body)
         description = self._clean(str(data.get("description") or "")) if data else ""
+        params = data.get("parameters")
+        params = params if isinstance(params, dict) else {}
         if status == 200 and data.get("ok") is True:
             result = data.get("result")
             message_id = result.get("message_id") if isinstance(result, dict) else None
             return None if message_id is None else str(message_id)
         if status == 429:
-            params = data.get("parameters")
-            retry_after = params.get("retry_after") if isinstance(params, dict) else None
+            retry_after = params.get("retry_after")
             if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):
-                header = response.headers.get("Retry-After", "")
-                retry_after = float(header) if header.isdigit() else None
+                retry_after = float(retry_header) if retry_header.isdigit() else None
             raise NotifyError(
                 description or "HTTP 429",
                 retry_after=None if retry_after is None else max(0.0, float(retry_after)),
             )
+        new_chat = params.get("migrate_to_chat_id")
+        if status == 400 and isinstance(new_chat, int) and not isinstance(new_chat, bool):
+            raise _Migrated(str(new_chat))
         if 400 <= status < 500:
             # Telegram's 4xx descriptions start with the error's name ("Forbidden: bot was
             # blocked by the user"), so they stand on their own as the recorded reason.
@@ -266,10 +337,18 @@ class TelegramNotifier:
         return scrub(one_line(text))[:MAX_REASON]
 
 
-def _json_object(response: requests.Response) -> dict[str, Any]:
+class _Migrated(Exception):
+    """Telegram's 400 with ``parameters.migrate_to_chat_id``: the group moved."""
+
+    def __init__(self, new_chat: str) -> None:
+        super().__init__(new_chat)
+        self.new_chat = new_chat
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        data = response.json()
-    except ValueError:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -1,0 +1,146 @@
+"""A total time limit for one send, and HTTP answers read with a size cap.
+
+requests' and smtplib's timeouts bound each read, not the whole exchange: a server that
+trickles one byte every few seconds (a status line, ``220-`` greeting lines) never trips them
+and holds the sending thread for minutes. A ``Deadline`` shuts the sockets it watches down
+when it expires, which ends any blocked read at once; the channel then reports the deadline.
+
+For requests, ``DeadlineAdapter`` (mounted on the session) makes every connection it opens
+register its socket with the deadline active in the sending thread (``Deadline.active``).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from types import TracebackType
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+_current = threading.local()
+
+
+class AnswerTooLarge(Exception):
+    """The server's answer went past the cap."""
+
+
+class Deadline:
+    """``with Deadline(seconds) as deadline:`` - at expiry, every watched socket is shut down."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._closers: list[Callable[[], None]] = []
+        self._expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    @property
+    def expired(self) -> bool:
+        with self._lock:
+            return self._expired
+
+    def watch(self, closer: Callable[[], None]) -> None:
+        """Call ``closer`` at expiry (at once when already expired)."""
+        with self._lock:
+            if not self._expired:
+                self._closers.append(closer)
+                return
+        with suppress(OSError):
+            closer()
+
+    def watch_socket(self, owner: Any) -> None:
+        """Shut down ``owner.sock`` at expiry, whichever socket it holds then (STARTTLS and
+        TLS wrapping replace it)."""
+        self.watch(lambda: shutdown(getattr(owner, "sock", None)))
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._expired = True
+            closers, self._closers = self._closers, []
+        for closer in closers:
+            with suppress(OSError):
+                closer()
+
+    def __enter__(self) -> Deadline:
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._timer.cancel()
+        _current.deadline = None
+
+    @staticmethod
+    def active() -> Deadline | None:
+        """The deadline of the send running in this thread, if any."""
+        found = getattr(_current, "deadline", None)
+        return found if isinstance(found, Deadline) else None
+
+
+def shutdown(sock: Any) -> None:
+    """End every blocked read and write on ``sock`` (a plain or TLS socket, or None)."""
+    if isinstance(sock, socket.socket):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watched:
+    """Mixin for urllib3 connections: register with the thread's deadline on every use."""
+
+    def _register(self) -> None:
+        deadline = Deadline.active()
+        if deadline is not None:
+            deadline.watch_socket(self)
+
+    def connect(self) -> None:
+        self._register()
+        super().connect()  # type: ignore[misc]
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        # A reused keep-alive connection is not connected again: register it here too.
+        self._register()
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """A requests adapter whose connections obey the sending thread's ``Deadline``."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+def read_capped(response: requests.Response, cap: int) -> bytes:
+    """The whole body of a streamed response, or AnswerTooLarge past ``cap`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(16384):
+        size += len(chunk)
+        if size > cap:
+            raise AnswerTooLarge(f"answer larger than {cap // 1024} KiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
