@@ -5,14 +5,14 @@ never answers keeps a thread busy per call, a check that times out does not free
 failures are not kept, so a few targets on a dead domain fill the pool and healthy host-name
 targets then time out too. Here instead:
 
-- each lookup runs on a daemon thread of its own, at most ``max_threads`` at once (a stuck
-  one never blocks the interpreter's exit or ``Checker.close()``);
+- each lookup runs on a daemon thread of its own (a stuck one never delays the interpreter's
+  exit or ``Checker.close()``), at most ``max_threads`` counted at once;
 - concurrent lookups of one name share one thread (in-flight de-duplication);
 - an answer is kept ``ttl`` seconds, a failure ``negative_ttl`` seconds;
-- a name whose last lookup failed or hung is "suspect" and may hold at most
-  ``max_suspect_threads`` of the threads, so failing names can never take the threads that
-  healthy names need; a lookup still pending after ``hung_after`` seconds fails at once for
-  every new caller instead of queueing behind it.
+- a lookup gets ``lookup_timeout`` seconds; then it fails ("DNS lookup failed") and stops
+  counting against ``max_threads``, so hung lookups can never take the threads healthy names
+  need. While its thread still hangs, that name fails at once without a new thread, and at
+  most ``max_hung`` hung threads exist: past that, new names fail at once too.
 
 The lookup function is passed in (``socket.getaddrinfo`` by default), so tests can make one
 name hang.
@@ -36,7 +36,7 @@ Lookup = Callable[[str, int], Sequence[AddrInfo]]
 
 DNS_TTL = 60.0  # as aiohttp's connector keeps answers
 NEGATIVE_TTL = 10.0
-HUNG_AFTER = 10.0
+LOOKUP_TIMEOUT = 5.0  # glibc's default time per try of a name server
 MAX_CACHED = 65536
 
 
@@ -57,24 +57,23 @@ class Resolver:
         *,
         ttl: float = DNS_TTL,
         negative_ttl: float = NEGATIVE_TTL,
-        hung_after: float = HUNG_AFTER,
+        lookup_timeout: float = LOOKUP_TIMEOUT,
         max_threads: int = 16,
-        max_suspect_threads: int = 4,
+        max_hung: int = 32,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lookup = lookup
         self._ttl = ttl
         self._negative_ttl = negative_ttl
-        self._hung_after = hung_after
+        self._lookup_timeout = lookup_timeout
+        self._max_hung = max_hung
         self._clock = clock
         self._slots = asyncio.Semaphore(max_threads)
-        self._suspect_slots = max_suspect_threads
-        self._suspect_busy = 0
         self._cache: dict[tuple[str, int], tuple[float, list[AddrInfo]]] = {}
         self._failed: dict[tuple[str, int], float] = {}  # name -> until when it fails at once
-        self._suspect: set[tuple[str, int]] = set()
-        self._inflight: dict[tuple[str, int], tuple[float, asyncio.Future[list[AddrInfo]]]] = {}
-        self.lookups = 0  # lookups started on a thread (tests assert de-duplication with it)
+        self._hung: set[tuple[str, int]] = set()  # names whose thread outlived lookup_timeout
+        self._inflight: dict[tuple[str, int], asyncio.Future[list[AddrInfo]]] = {}
+        self.lookups = 0  # threads started (tests assert de-duplication and caching with it)
 
     async def resolve(self, host: str, port: int) -> list[AddrInfo]:
         key = (host.lower(), port)
@@ -84,39 +83,34 @@ class Resolver:
             return hit[1]
         if self._failed.get(key, 0.0) > now:
             raise socket.gaierror(socket.EAI_NONAME, "lookup failed recently")
+        if key in self._hung:
+            raise socket.gaierror(socket.EAI_AGAIN, "an earlier lookup still hangs")
         pending = self._inflight.get(key)
         if pending is None:
-            task = asyncio.ensure_future(self._start(key))
+            pending = asyncio.ensure_future(self._start(key))
             # Retrieved here so a failure nobody waits for any more is not logged as unretrieved.
-            task.add_done_callback(lambda done: done.cancelled() or done.exception())
-            pending = (now, task)
+            pending.add_done_callback(lambda done: done.cancelled() or done.exception())
             self._inflight[key] = pending
-        elif now - pending[0] > self._hung_after:
-            self._suspect.add(key)
-            raise socket.gaierror(socket.EAI_AGAIN, "lookup still pending")
         # shield: a caller's deadline must not cancel the lookup the other callers share.
-        return await asyncio.shield(pending[1])
+        return await asyncio.shield(pending)
 
     async def _start(self, key: tuple[str, int]) -> list[AddrInfo]:
-        suspect = key in self._suspect
         try:
-            if suspect:
-                if self._suspect_busy >= self._suspect_slots:
-                    raise socket.gaierror(socket.EAI_AGAIN, "too many failing lookups pending")
-                self._suspect_busy += 1
-            try:
-                async with self._slots:
-                    result = await self._on_thread(key)
-            finally:
-                if suspect:
-                    self._suspect_busy -= 1
+            if len(self._hung) >= self._max_hung:
+                raise socket.gaierror(socket.EAI_AGAIN, "too many lookups hang")
+            async with self._slots:
+                thread = self._on_thread(key)
+                try:
+                    result = await asyncio.wait_for(asyncio.shield(thread), self._lookup_timeout)
+                except TimeoutError:
+                    self._hung.add(key)
+                    thread.add_done_callback(lambda _: self._hung.discard(key))
+                    raise socket.gaierror(socket.EAI_AGAIN, "lookup timed out") from None
         except BaseException:
-            self._suspect.add(key)
             self._failed[key] = self._clock() + self._negative_ttl
             raise
         finally:
             self._inflight.pop(key, None)
-        self._suspect.discard(key)
         self._failed.pop(key, None)
         if len(self._cache) > MAX_CACHED:
             self._cache.clear()
@@ -126,6 +120,7 @@ class Resolver:
     def _on_thread(self, key: tuple[str, int]) -> asyncio.Future[list[AddrInfo]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[AddrInfo]] = loop.create_future()
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
         self.lookups += 1
 
         def deliver(result: list[AddrInfo] | None, error: BaseException | None) -> None:
@@ -156,7 +151,7 @@ class Resolver:
 
     def close(self) -> None:
         """Forget pending lookups: their threads end on their own, nobody waits for them."""
-        for _, future in self._inflight.values():
+        for future in self._inflight.values():
             future.cancel()
         self._inflight.clear()
 
