@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_protocol import RequestHandler
 
 UNGUARDED_PATHS = frozenset({"/health"})
 _REFUSAL_BODY = json.dumps({"error": "too many connections to the monitor; try again"}).encode()
@@ -100,16 +101,60 @@ class _Refusal(asyncio.Protocol):
         transport.close()
 
 
+class _Tracked(asyncio.Protocol):
+    """aiohttp's handler for one connection, seen by the ConnectionLimit from accept to close.
+
+    The limit cannot count ``web.Server.connections``: the event loop accepts a whole batch of
+    sockets, making every protocol, before the first of them is connected and listed there.
+    """
+
+    def __init__(self, inner: RequestHandler, limit: ConnectionLimit) -> None:
+        self.inner = inner
+        self._limit = limit
+        self._connected = False
+        self.evicted = False
+
+    def evict(self) -> None:
+        self.evicted = True
+        if self._connected:
+            self.inner.force_close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.evicted:  # evicted between accept and now
+            transport.close()
+            return
+        self._connected = True
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> None:
+        self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._limit.forget(self)
+        if self._connected:
+            self.inner.connection_lost(exc)
+
+
 class ConnectionLimit:
     """A protocol factory in front of aiohttp's ``web.Server`` keeping at most ``limit`` connections.
 
-    ``busy`` holds the connections handling a request right now (filled by ``middleware``);
-    the others are idle and may be closed to let a newcomer in.
+    Connections handling a request right now are busy (marked by ``middleware``); the others
+    are idle, the longest-open of which is closed to let a newcomer in.
     """
 
     def __init__(self, limit: int) -> None:
         self._server: web.Server | None = None
         self._limit = limit
+        self._open: dict[_Tracked, None] = {}  # oldest first
         self._busy: set[object] = set()
         self.evicted = 0
         self.refused = 0
@@ -121,16 +166,20 @@ class ConnectionLimit:
     def __call__(self) -> asyncio.BaseProtocol:
         server = self._server
         assert server is not None, "attach() the server before serving"
-        # A force-closed handler stays listed until its connection_lost runs: count live ones.
-        live = [handler for handler in server.connections if handler.transport is not None]
+        live = [tracked for tracked in self._open if not tracked.evicted]
         if len(live) >= self._limit:
-            idle = next((handler for handler in live if handler not in self._busy), None)
+            idle = next((tracked for tracked in live if tracked.inner not in self._busy), None)
             if idle is None:
                 self.refused += 1
                 return _Refusal()
-            idle.force_close()
+            idle.evict()
             self.evicted += 1
-        return server()
+        tracked = _Tracked(server(), self)
+        self._open[tracked] = None
+        return tracked
+
+    def forget(self, tracked: _Tracked) -> None:
+        self._open.pop(tracked, None)
 
     @property
     def middleware(self) -> Middleware:
