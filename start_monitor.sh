@@ -44,9 +44,13 @@ if ! check_output="$("$VENV_PY" "$MONITOR_SCRIPT" --check-config 2>&1)"; then
     grep -v '^[[:space:]]*$' <<<"$check_output" | tail -n 5 >&2
     exit 1
 fi
-if ! load_paths; then
+if ! read_settings MONITOR_PID_FILE MONITOR_LOG_FILE MONITOR_EVENTS_FILE MONITOR_HTTP_HOST MONITOR_HTTP_PORT; then
     die "not started: $CONFIG_ERROR"
 fi
+# The monitor writes MONITOR_LOG_FILE itself (rotated by size, reopened on SIGHUP); nohup gets
+# only what never goes through logging, such as a fatal traceback, in a file of its own, so no
+# line is written twice and rotation is not defeated by a second writer.
+CRASH_FILE="$MONITOR_LOG_FILE.stderr"
 
 # One monitor per repository: the PID file, or any daemon of ours without one.
 pid="$(read_pid_file "$MONITOR_PID_FILE")"
@@ -85,7 +89,7 @@ if ((demo)); then
         printf '%s\n' "$example_pid" >"$EXAMPLE_PID_FILE"
         started_example="$example_pid"
         deadline=$((SECONDS + 5))
-        until http_answers "$example_url"; do
+        until http_answers 127.0.0.1 "$DEMO_PORT" /health; do
             if ! is_our_example_server "$example_pid" || ((SECONDS >= deadline)); then
                 tail -n 10 "$EXAMPLE_LOG_FILE" >&2 || true
                 stop_process "$example_pid" is_our_example_server 5 "example server" || true
@@ -100,9 +104,11 @@ fi
 
 mkdir -p "$(dirname "$MONITOR_LOG_FILE")" "$(dirname "$MONITOR_PID_FILE")"
 log_offset=0
+crash_offset=0
 [[ -f "$MONITOR_LOG_FILE" ]] && log_offset="$(wc -c <"$MONITOR_LOG_FILE")"
+[[ -f "$CRASH_FILE" ]] && crash_offset="$(wc -c <"$CRASH_FILE")"
 
-nohup "$VENV_PY" "$MONITOR_SCRIPT" >>"$MONITOR_LOG_FILE" 2>&1 </dev/null &
+nohup "$VENV_PY" "$MONITOR_SCRIPT" >>"$CRASH_FILE" 2>&1 </dev/null &
 pid=$!
 printf '%s\n' "$pid" >"$MONITOR_PID_FILE.tmp"
 mv -f "$MONITOR_PID_FILE.tmp" "$MONITOR_PID_FILE"
@@ -110,14 +116,16 @@ mv -f "$MONITOR_PID_FILE.tmp" "$MONITOR_PID_FILE"
 # It must still be alive a moment later, and answer on its own /health when that is on.
 health_url=""
 [[ "$MONITOR_HTTP_PORT" != 0 ]] && health_url="$(local_url "$MONITOR_HTTP_HOST" "$MONITOR_HTTP_PORT" /health)"
+health_answers() { http_answers "$MONITOR_HTTP_HOST" "$MONITOR_HTTP_PORT" /health; }
 started=$SECONDS
 answered=0
 polls=0
 while :; do
     if ! is_our_monitor "$pid"; then
         rm -f "$MONITOR_PID_FILE"
-        warn "the monitor exited during start-up; the end of $MONITOR_LOG_FILE:"
-        tail -c +"$((log_offset + 1))" "$MONITOR_LOG_FILE" 2>/dev/null | tail -n 15 >&2 || true
+        warn "the monitor exited during start-up; what it wrote ($MONITOR_LOG_FILE, $CRASH_FILE):"
+        tail -c +"$((log_offset + 1))" "$MONITOR_LOG_FILE" 2>/dev/null | tail -n 10 >&2 || true
+        tail -c +"$((crash_offset + 1))" "$CRASH_FILE" 2>/dev/null | tail -n 10 >&2 || true
         if [[ -n "$started_example" ]]; then
             stop_process "$started_example" is_our_example_server 5 "example server" || true
             rm -f "$EXAMPLE_PID_FILE"
@@ -128,7 +136,7 @@ while :; do
     if ((++polls >= 5)); then
         if [[ -z "$health_url" ]]; then
             ((polls >= 10)) && break
-        elif ((answered)) || http_answers "$health_url"; then
+        elif ((answered)) || health_answers; then
             answered=1
             break
         elif ((SECONDS - started >= 8)); then
@@ -139,7 +147,7 @@ while :; do
 done
 
 say "Keep-Alive Monitor started (PID $pid)"
-say "  log:     $MONITOR_LOG_FILE"
+say "  log:     $MONITOR_LOG_FILE (crash output: $CRASH_FILE)"
 say "  events:  $MONITOR_EVENTS_FILE"
 if [[ -n "$health_url" ]]; then
     say "  status:  $(local_url "$MONITOR_HTTP_HOST" "$MONITOR_HTTP_PORT" /)"

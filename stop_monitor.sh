@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Stop the Keep-Alive Monitor started by start_monitor.sh (README_MONITOR.md, SPEC section 9).
 #
-# SIGTERM, then SIGKILL after a grace period (REQUEST_TIMEOUT + 5 s; STOP_GRACE_SECONDS
-# overrides it). Only a process running this repository's monitor_server.py is ever signalled:
+# SIGTERM, then SIGKILL after a grace period (STOP_GRACE_SECONDS; by default REQUEST_TIMEOUT + 5 s). Only a process running this repository's monitor_server.py is ever signalled:
 # a stale PID file naming another process is removed and reported, never acted on. Also stops
 # the demo's example_server.py when example_server.pid names it.
 # Exit 0 when nothing of the monitor runs afterwards, 1 otherwise.
@@ -21,31 +20,26 @@ if [[ $# -gt 0 ]]; then
 fi
 
 cd "$ROOT"
-# Even with invalid settings the monitor must be stoppable: fall back to the defaults.
-load_paths || warn "$CONFIG_ERROR (falling back to the default paths)"
+# Even with invalid settings the monitor must be stoppable: each value is asked for on its own,
+# and without the PID file the monitor is still found among the processes.
+if ! read_settings MONITOR_PID_FILE; then
+    warn "$CONFIG_ERROR (looking for the monitor among the processes only)"
+    MONITOR_PID_FILE=""
+fi
 
 grace_seconds() {
-    local grace="${STOP_GRACE_SECONDS:-}"
-    if [[ -z "$grace" && -x "$VENV_PY" ]]; then
-        grace="$("$VENV_PY" - 2>/dev/null <<'PY' || true
-import math
-
-from monitor_config import load_settings
-
-print(math.ceil(load_settings().request_timeout) + 5)
-PY
-)"
-    fi
-    [[ "$grace" =~ ^[0-9]+$ ]] || grace=10
-    printf '%s' "$grace"
+    # A bad REQUEST_TIMEOUT must not block a stop: then wait what a default stop takes.
+    read_settings STOP_GRACE_SECONDS || STOP_GRACE_SECONDS=10
+    printf '%s' "$STOP_GRACE_SECONDS"
 }
 
 status=0
 targets=()
-pid="$(read_pid_file "$MONITOR_PID_FILE")"
+pid=""
+[[ -n "$MONITOR_PID_FILE" ]] && pid="$(read_pid_file "$MONITOR_PID_FILE")"
 if [[ -n "$pid" ]] && is_our_monitor "$pid"; then
     targets+=("$pid")
-elif [[ -f "$MONITOR_PID_FILE" ]]; then
+elif [[ -n "$MONITOR_PID_FILE" && -f "$MONITOR_PID_FILE" ]]; then
     if [[ -z "$pid" ]]; then
         say "Removing an unreadable PID file ($MONITOR_PID_FILE)."
     elif [[ -d "/proc/$pid" ]]; then
@@ -74,7 +68,7 @@ else
             status=1
         fi
     done
-    ((status == 0)) && rm -f "$MONITOR_PID_FILE"
+    ((status == 0)) && [[ -n "$MONITOR_PID_FILE" ]] && rm -f "$MONITOR_PID_FILE"
 fi
 
 # The demo's example server, only when the PID file names our example_server.py.

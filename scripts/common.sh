@@ -2,9 +2,12 @@
 # Shared by start_monitor.sh, stop_monitor.sh and status_monitor.sh (sourced, never run).
 #
 # Gives: ROOT (the repository, symlinks resolved), VENV_PY, say/warn/die, ensure_venv,
-# load_paths (MONITOR_PID_FILE, MONITOR_LOG_FILE, MONITOR_STATE_DIR, MONITOR_EVENTS_FILE,
-# MONITOR_HTTP_HOST, MONITOR_HTTP_PORT), read_pid_file, is_our_monitor, is_our_example_server,
+# read_settings NAME..., read_pid_file, is_our_monitor, is_our_example_server,
 # find_our_monitors, http_answers, stop_process.
+#
+# The scripts keep only the venv, nohup, the PID file and signals. Settings and their defaults
+# live in keepalive/config.py alone: read_settings asks the monitor for them, and no setting is
+# ever evaluated by the shell.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 VENV="$ROOT/.venv"
@@ -26,13 +29,16 @@ die() {
 
 # PY: the interpreter that creates .venv: $PYTHON, else python3; it must be 3.11 or newer.
 pick_python() {
+    local version=""
     PY="${PYTHON:-python3}"
     if ! command -v "$PY" >/dev/null 2>&1; then
         die "cannot find '$PY': install Python 3.11 or newer, or set PYTHON=/path/to/python3.11"
     fi
-    if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
-        die "$PY is Python $("$PY" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '?'), the monitor needs 3.11 or newer: set PYTHON=/path/to/python3.11"
+    version="$("$PY" --version 2>&1 | head -n 1)" || true
+    if [[ "$version" =~ ^Python\ 3\.([0-9]+) ]] && ((BASH_REMATCH[1] >= 11)); then
+        return 0
     fi
+    die "$PY is ${version:-an unknown Python}, the monitor needs 3.11 or newer: set PYTHON=/path/to/python3.11"
 }
 
 sha256_of() {
@@ -41,7 +47,7 @@ sha256_of() {
     elif command -v shasum >/dev/null 2>&1; then
         shasum -a 256 "$1" | cut -d' ' -f1
     else
-        "${PY:-python3}" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$1"
+        die "neither sha256sum nor shasum is installed (coreutils or perl provides one)"
     fi
 }
 
@@ -50,7 +56,7 @@ sha256_of() {
 ensure_venv() {
     local want have=""
     want="$(sha256_of "$REQUIREMENTS")"
-    if [[ -x "$VENV_PY" ]] && "$VENV_PY" -c '' 2>/dev/null; then
+    if [[ -x "$VENV_PY" ]] && "$VENV_PY" --version >/dev/null 2>&1; then
         [[ -f "$REQUIREMENTS_SHA" ]] && have="$(<"$REQUIREMENTS_SHA")"
         [[ "$have" == "$want" ]] && return 0
         say "Updating .venv: requirements.txt changed (log: .venv/pip.log) ..."
@@ -66,43 +72,33 @@ ensure_venv() {
     printf '%s\n' "$want" >"$REQUIREMENTS_SHA"
 }
 
-_default_path() { # NAME DEFAULT: the environment's value or the default, made absolute
-    local value="${!1:-$2}"
-    [[ "$value" == /* ]] || value="$ROOT/$value"
-    printf '%s' "$value"
-}
-
-# Set the MONITOR_* paths and the HTTP address from the effective settings (environment and
-# .env) via `monitor_config.py --paths`. Without .venv, or when the settings are invalid, fall
-# back to the environment and the built-in defaults, put the reason in CONFIG_ERROR and return 1.
-load_paths() {
-    local out line errfile
+# read_settings NAME...: set each shell variable NAME to the effective value of the setting NAME,
+# exactly as the monitor reads it (environment, .env, defaults; paths absolute). The values come
+# from `monitor_server.py --print-setting`, each ended by a NUL byte, and are assigned with
+# `printf -v`: a value is never parsed or evaluated, so a newline or `$(...)` in .env stays text.
+# Returns 1 with the reason in CONFIG_ERROR when there is no .venv or a value is invalid.
+read_settings() {
+    local names=("$@") values=() out err i
     CONFIG_ERROR=""
-    if [[ -x "$VENV_PY" ]]; then
-        errfile="$(mktemp)"
-        if out="$(cd "$ROOT" && "$VENV_PY" "$ROOT/monitor_config.py" --paths 2>"$errfile")"; then
-            rm -f "$errfile"
-            while IFS= read -r line; do
-                # Only NAME=<shell-quoted value> lines for the names we expect are evaluated.
-                if [[ "$line" =~ ^MONITOR_(PID_FILE|LOG_FILE|STATE_DIR|EVENTS_FILE|HTTP_HOST|HTTP_PORT)= ]]; then
-                    eval "$line"
-                fi
-            done <<<"$out"
-            return 0
-        fi
-        CONFIG_ERROR="$(grep -v '^[[:space:]]*$' "$errfile" | tail -n 1)"
-        rm -f "$errfile"
-        [[ -n "$CONFIG_ERROR" ]] || CONFIG_ERROR="monitor_config.py --paths failed"
-    else
-        CONFIG_ERROR="no .venv yet: using the environment and the defaults"
+    if [[ ! -x "$VENV_PY" ]]; then
+        CONFIG_ERROR="no .venv yet (./start_monitor.sh creates it)"
+        return 1
     fi
-    MONITOR_PID_FILE="$(_default_path MONITOR_PID_FILE monitor.pid)"
-    MONITOR_LOG_FILE="$(_default_path MONITOR_LOG_FILE monitor.log)"
-    MONITOR_STATE_DIR="$(_default_path MONITOR_STATE_DIR state)"
-    MONITOR_EVENTS_FILE="$(_default_path MONITOR_EVENTS_FILE logs/monitor_events.jsonl)"
-    MONITOR_HTTP_HOST="${MONITOR_HTTP_HOST:-127.0.0.1}"
-    MONITOR_HTTP_PORT="${MONITOR_HTTP_PORT:-5005}"
-    return 1
+    out="$(mktemp)"
+    err="$(mktemp)"
+    if (cd "$ROOT" && "$VENV_PY" "$MONITOR_SCRIPT" --print-setting "${names[@]}") >"$out" 2>"$err"; then
+        mapfile -d '' -t values <"$out"
+    fi
+    if ((${#values[@]} == ${#names[@]})); then
+        for i in "${!names[@]}"; do
+            printf -v "${names[i]}" '%s' "${values[i]}"
+        done
+    else
+        CONFIG_ERROR="$(grep -v '^[[:space:]]*$' "$err" | tail -n 1)"
+        [[ -n "$CONFIG_ERROR" ]] || CONFIG_ERROR="monitor_server.py --print-setting failed"
+    fi
+    rm -f "$out" "$err"
+    [[ -z "$CONFIG_ERROR" ]]
 }
 
 # The PID stored in a PID file, or nothing when the file is missing or holds no number.
@@ -115,9 +111,11 @@ read_pid_file() {
 
 # True when PID is a live (not zombie) Python process running SCRIPT: its argv[0] is a python
 # interpreter and its first non-option argument is SCRIPT exactly. (Merely mentioning the path,
-# as `tail -f .../monitor_server.py` or an editor does, is not enough.)
+# as `tail -f .../monitor_server.py` or an editor does, is not enough.) With a third argument
+# "alone", SCRIPT must also have no arguments: the daemon, not `--once`, `--status` and the like.
+# keepalive/process.py applies the same rule for `monitor_server.py --status`.
 _runs_script() {
-    local pid="$1" script="$2" state arg first=1
+    local pid="$1" script="$2" alone="${3:-}" state arg first=1 found=0
     [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
     state="$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" || return 1
     [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]] || return 1
@@ -125,34 +123,28 @@ _runs_script() {
         if ((first)); then
             [[ "${arg##*/}" == python* ]] || return 1
             first=0
-            continue
+        elif ((found)); then
+            [[ -z "$alone" ]]
+            return
+        elif [[ "$arg" != -* ]]; then
+            [[ "$arg" == "$script" ]] || return 1
+            found=1
         fi
-        [[ "$arg" == -* ]] && continue
-        [[ "$arg" == "$script" ]]
-        return
     done <"/proc/$pid/cmdline" 2>/dev/null
-    return 1
+    ((found))
 }
 
 # True only for this repository's monitor: a stale PID file may name an unrelated process,
 # which must never be signalled.
-is_our_monitor() { _runs_script "$1" "$MONITOR_SCRIPT"; }
+is_our_monitor() { _runs_script "$1" "$MONITOR_SCRIPT" alone; }
 is_our_example_server() { _runs_script "$1" "$EXAMPLE_SCRIPT"; }
 
-# PIDs of every monitor of this repository that runs as a daemon (no --once and the like),
-# with or without a PID file.
+# PIDs of every monitor of this repository that runs as a daemon, with or without a PID file.
 find_our_monitors() {
-    local dir pid arg daemon
+    local dir pid
     for dir in /proc/[0-9]*; do
         pid="${dir#/proc/}"
-        if [[ "$pid" == "$$" ]] || ! is_our_monitor "$pid"; then
-            continue
-        fi
-        daemon=1
-        while IFS= read -r -d '' arg; do
-            case "$arg" in --once | --check-config | --test-alert | --help | -h) daemon=0 ;; esac
-        done <"/proc/$pid/cmdline" 2>/dev/null
-        ((daemon)) && printf '%s\n' "$pid"
+        [[ "$pid" != "$$" ]] && is_our_monitor "$pid" && printf '%s\n' "$pid"
     done
     return 0
 }
@@ -168,22 +160,24 @@ local_url() {
     printf 'http://%s:%s%s' "$host" "$port" "$path"
 }
 
-# True when URL answers HTTP at all (any status) within a second.
+# True when an HTTP server answers (any status) GET PATH on HOST:PORT within 2 s (a wildcard
+# address is tried on loopback). Plain bash: a status line is all it needs to see.
 http_answers() {
-    local py="$VENV_PY"
-    [[ -x "$py" ]] || py="${PYTHON:-python3}"
-    "$py" - "$1" <<'PY' >/dev/null 2>&1
-import sys
-import urllib.error
-import urllib.request
-
-try:
-    urllib.request.urlopen(sys.argv[1], timeout=1).close()
-except urllib.error.HTTPError:
-    pass  # an HTTP error status is still an answer
-except Exception:
-    sys.exit(1)
-PY
+    local host="$1" port="$2" path="$3" hostport
+    case "$host" in
+        "" | 0.0.0.0) host=127.0.0.1 ;;
+        :: | "[::]") host=::1 ;;
+    esac
+    host="${host#[}"
+    host="${host%]}"
+    hostport="$host:$port"
+    [[ "$host" == *:* ]] && hostport="[$host]:$port"
+    (
+        local line=""
+        exec 3<>"/dev/tcp/$host/$port" || exit 1
+        printf 'GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "$path" "$hostport" >&3
+        IFS= read -r -t 2 line <&3 && [[ "$line" == HTTP/1.* ]]
+    ) 2>/dev/null
 }
 
 # True when something accepts TCP connections on PORT [HOST] (HOST defaults to 127.0.0.1;

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -240,13 +241,21 @@ def test_stop_and_status_when_never_started(repo: Repo) -> None:
 def test_status_shows_saved_names_without_control_characters(repo: Repo) -> None:
     state_dir = repo.root / "saved-state"
     state_dir.mkdir()
-    record = {"url": "http://x/\x1b]0;title\x07", "status": "down", "last_reason": "bad\rline"}
-    document = {"version": 1, "saved_at": time.time(), "targets": {"evil\x1b[2Jname": record}}
+    record = {
+        "url": "http://u:pw-in-url@x/\x1b]0;title\x07",
+        "status": "down",
+        "last_reason": "bad\rline\x9b2J",
+    }
+    document = {"version": 1, "saved_at": time.time(), "targets": {"evil\x1b[2Jname\x9b31m": record}}
     (state_dir / "state.json").write_text(json.dumps(document))
+    (repo.root / "monitor.log").write_text("line one\nlog \x1b[31mred\x9b0m\n")
     status = repo.run("status_monitor.sh", MONITOR_STATE_DIR=str(state_dir))
     assert status.returncode == 3, output(status)
-    assert "evil [2Jname" in status.stdout and "bad line" in status.stdout
-    assert not any(ch in status.stdout for ch in "\x1b\x07\r")
+    assert "evil [2Jname 31m" in status.stdout and "bad line 2J" in status.stdout
+    assert "log  [31mred 0m" in status.stdout
+    assert "http://u:***@x/" in status.stdout and "pw-in-url" not in status.stdout
+    # C0 (ESC, BEL, CR) and C1 (U+009B is CSI, U+009D OSC): none reaches the terminal.
+    assert not any(ch in status.stdout for ch in "\x1b\x07\r\x9b\x9d")
 
 
 @pytest.fixture
@@ -405,3 +414,107 @@ def test_a_too_old_python_is_refused_with_a_clear_error(repo: Repo, tmp_path: Pa
     assert result.returncode == 1
     assert "needs 3.11 or newer" in result.stderr
     assert not (repo.root / ".venv").exists()
+
+
+MARKER = "pwned-marker"
+
+
+@pytest.mark.parametrize(
+    ("dotenv_value", "literal"),
+    [
+        # Two lines: the second one, were it ever evaluated, would assign and run the command.
+        (f'"x.log\\nMONITOR_PID_FILE=$(touch {MARKER})"', None),
+        # One line each: a file name with odd characters, nothing more.
+        (f"'$(touch {MARKER}).log'", f"$(touch {MARKER}).log"),
+        (f'"`touch {MARKER}`;touch {MARKER}"', f"`touch {MARKER}`;touch {MARKER}"),
+    ],
+)
+def test_no_setting_is_ever_evaluated_by_a_shell(
+    repo: Repo, tmp_path: Path, dotenv_value: str, literal: str | None
+) -> None:
+    env_file = tmp_path / "hostile.env"
+    env_file.write_text(f"MONITOR_LOG_FILE={dotenv_value}\nSMTP_PASSWORD={dotenv_value}\n")
+
+    results = [
+        repo.run(script, MONITOR_ENV_FILE=str(env_file))
+        for script in ("start_monitor.sh", "status_monitor.sh", "stop_monitor.sh", "status_monitor.sh")
+    ]
+
+    everything = "\n".join(output(r) for r in results)
+    assert not (repo.root / MARKER).exists(), everything
+    assert not (tmp_path / MARKER).exists(), everything
+    assert repo.monitors() == []
+    assert "Traceback" not in everything
+    assert "command not found" not in everything
+    started, status, stopped, after = results
+    assert stopped.returncode == 0, output(stopped)
+    assert after.returncode == 3, output(after)
+    if literal is None:  # a path with a newline is refused in one line, and nothing starts
+        assert started.returncode == 1
+        assert (
+            "MONITOR_LOG_FILE='x.log\\nMONITOR_PID_FILE=$(touch pwned-marker)' is invalid" in started.stderr
+        )
+        assert "expected a path without control characters" in started.stderr
+        assert "settings: MONITOR_LOG_FILE=" in status.stdout
+    else:  # taken literally: the monitor ran and wrote its log to a file of exactly that name
+        assert started.returncode == 0, output(started)
+        assert status.returncode == 0, output(status)
+        assert f"Last 10 lines of {repo.root / literal}" in status.stdout
+        assert (repo.root / literal).stat().st_size > 0
+
+
+def test_the_monitor_writes_its_own_log_and_nohup_only_crash_output(repo: Repo) -> None:
+    started = repo.run("start_monitor.sh", MONITOR_LOG_MAX_BYTES="64KiB")
+    assert started.returncode == 0, output(started)
+    log = repo.root / "monitor.log"
+    crash = repo.root / "monitor.log.stderr"
+    assert f"crash output: {crash}" in started.stdout
+    wait_until(
+        lambda: log.exists() and "channels on=[" in log.read_text(), what="the monitor's first log lines"
+    )
+
+    assert repo.run("stop_monitor.sh").returncode == 0
+    lines = log.read_text().splitlines()
+    # Each line once, in the file the monitor writes, none through nohup's stderr.
+    assert sum("channels on=[" in line for line in lines) == 1
+    assert "channels on=[" not in crash.read_text()
+    assert all(line[:4].isdigit() and line[10] == "T" for line in lines), lines
+
+
+def test_a_secret_from_a_file_is_used_and_never_shown(repo: Repo, tmp_path: Path) -> None:
+    secret = tmp_path / "smtp-password"
+    secret.write_text("fi1e-secret-pw\n")
+    checked = subprocess.run(
+        [str(repo.root / ".venv" / "bin" / "python"), str(repo.monitor_script), "--check-config"],
+        cwd=repo.root,
+        env={**repo.env, "SMTP_PASSWORD_FILE": str(secret)},
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+    )
+    assert checked.returncode == 0, output(checked)
+    assert "*** (set) from SMTP_PASSWORD_FILE" in checked.stdout
+    assert "fi1e-secret-pw" not in output(checked)
+
+    missing = subprocess.run(
+        [str(repo.root / ".venv" / "bin" / "python"), str(repo.monitor_script), "--check-config"],
+        cwd=repo.root,
+        env={**repo.env, "SMTP_PASSWORD_FILE": str(tmp_path / "nope")},
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+    )
+    assert missing.returncode == 3
+    assert (
+        missing.stderr
+        == f"error: SMTP_PASSWORD_FILE='{tmp_path / 'nope'}' cannot be read: No such file or directory\n"
+    )
+
+
+def test_the_scripts_hold_no_python_and_no_eval() -> None:
+    for name in ("start_monitor.sh", "stop_monitor.sh", "status_monitor.sh", "scripts/common.sh"):
+        text = (REPO / name).read_text()
+        # No heredoc (the Python used to hide in them); a here-string (<<<) is fine.
+        assert not re.search(r"(?<!<)<<-?\s*['\"]?[A-Za-z_]", text), name
+        assert not re.search(r"(PY|python3?)\"?\s+-c\s", text), name  # no inline Python either
+        assert not re.search(r"\beval\b", text), name
