@@ -184,7 +184,7 @@ class Outbox:
 
     def _move_aside(self, exc: BaseException) -> None:
         """Keep the damaged file for inspection under a name no later set-aside reuses."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._clock()))
         number = 0
         while True:
             suffix = f".corrupt-{stamp}" + (f"-{number}" if number else "")
