@@ -6,7 +6,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
@@ -23,48 +22,12 @@ from keepalive.notifiers.email import EmailNotifier
 from keepalive.notifiers.factory import routes
 from keepalive.notifiers.log import LogNotifier
 from keepalive.notifiers.telegram import TelegramNotifier
-from tests.fakes.delivery_fixtures import make_alert, wait_until
+from tests.fakes.delivery_fixtures import Scripted, make_alert, wait_until
 from tests.fakes.smtp_server import FakeSMTP
 from tests.fakes.telegram_api import FakeTelegram, Rule
 
 ROOT = Path(__file__).resolve().parent.parent
 StartWorker = Callable[..., DeliveryWorker]
-
-
-class Scripted(Notifier):
-    """An in-memory channel: each send takes the next outcome from its recipient's script
-    (an exception to raise, or None for success) and is recorded."""
-
-    def __init__(
-        self,
-        channel: str = "fake",
-        recipients: Sequence[str] = ("a",),
-        script: dict[str, list[Exception | None]] | None = None,
-    ) -> None:
-        self.channel = channel
-        self._recipients = tuple(recipients)
-        self._script = {recipient: list(steps) for recipient, steps in (script or {}).items()}
-        self._lock = threading.Lock()
-        self.calls: list[tuple[str, list[str], float]] = []
-        self.replies: list[str | None] = []
-
-    def recipients(self) -> Sequence[str]:
-        return self._recipients
-
-    def send(self, recipient: str, alerts: Sequence[Alert], reply_to: str | None = None) -> str | None:
-        with self._lock:
-            self.calls.append((recipient, [alert.id for alert in alerts], time.time()))
-            self.replies.append(reply_to)
-            steps = self._script.get(recipient) or []
-            outcome = steps.pop(0) if steps else None
-            number = len(self.calls)
-        if outcome is not None:
-            raise outcome
-        return f"m{number}"
-
-    def sent_to(self, recipient: str) -> list[list[str]]:
-        with self._lock:
-            return [ids for who, ids, _ in self.calls if who == recipient]
 
 
 def named(events: EventLog, name: str) -> list[dict[str, Any]]:

@@ -2,12 +2,15 @@
 
 Fixtures: ``fake_telegram`` (a started FakeTelegram), ``fake_smtp`` (a started FakeSMTP),
 ``self_signed_cert`` (cert and key for 127.0.0.1), ``harness`` (a DeliveryHarness).
-Helpers: ``make_alert()``, ``wait_until()``, ``free_port()``, ``DeliveryHarness``.
+Helpers: ``make_alert()``, ``wait_until()``, ``free_port()``, ``DeliveryHarness``, ``Scripted``
+(an in-memory channel that follows a script of outcomes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from tests.fakes.smtp_server import FakeSMTP, make_self_signed
 from tests.fakes.telegram_api import FakeTelegram
 from tests.monitor_proc import free_port, wait_until
 
-__all__ = ["DeliveryHarness", "free_port", "make_alert", "wait_until"]
+__all__ = ["DeliveryHarness", "Scripted", "free_port", "make_alert", "wait_until"]
 
 
 @pytest.fixture
@@ -75,6 +78,46 @@ def make_alert(
         downtime=downtime,
         host=host,
     )
+
+
+class Scripted(Notifier):
+    """An in-memory channel: each send takes the next outcome from its recipient's script
+    (an exception to raise, or None for success) and is recorded."""
+
+    def __init__(
+        self,
+        channel: str = "fake",
+        recipients: Sequence[str] = ("a",),
+        script: dict[str, list[Exception | None]] | None = None,
+    ) -> None:
+        self.channel = channel
+        self._recipients = tuple(recipients)
+        self._script = {recipient: list(steps) for recipient, steps in (script or {}).items()}
+        self._lock = threading.Lock()
+        self.calls: list[tuple[str, list[str], float]] = []
+        self.replies: list[str | None] = []
+        # The monotonic clock's reading at each call, when a test drives that clock.
+        self.clock: Callable[[], float] = time.time
+        self.clock_at_call: list[float] = []
+
+    def recipients(self) -> Sequence[str]:
+        return self._recipients
+
+    def send(self, recipient: str, alerts: Sequence[Alert], reply_to: str | None = None) -> str | None:
+        with self._lock:
+            self.calls.append((recipient, [alert.id for alert in alerts], time.time()))
+            self.replies.append(reply_to)
+            self.clock_at_call.append(self.clock())
+            steps = self._script.get(recipient) or []
+            outcome = steps.pop(0) if steps else None
+            number = len(self.calls)
+        if outcome is not None:
+            raise outcome
+        return f"m{number}"
+
+    def sent_to(self, recipient: str) -> list[list[str]]:
+        with self._lock:
+            return [ids for who, ids, _ in self.calls if who == recipient]
 
 
 class DeliveryHarness:
