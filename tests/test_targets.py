@@ -53,6 +53,17 @@ reuse_connection = true
     assert bot.reuse_connection is True
 
 
+def test_follow_redirects_defaults_to_true_and_is_set_per_target_or_in_defaults(tmp_path: Path) -> None:
+    plain = load(tmp_path, '[[targets]]\nname = "a"\nurl = "http://x/h"\n').targets
+    assert [t.follow_redirects for t in plain] == [True]
+    text = (
+        "[defaults]\nfollow_redirects = false\n"
+        '[[targets]]\nname = "a"\nurl = "http://x/h"\n'
+        '[[targets]]\nname = "b"\nurl = "http://y/h"\nfollow_redirects = true\n'
+    )
+    assert [t.follow_redirects for t in load(tmp_path, text).targets] == [False, True]
+
+
 def test_settings_are_the_defaults_when_the_file_has_no_defaults_section(tmp_path: Path) -> None:
     s = load(
         tmp_path,
@@ -96,6 +107,31 @@ GOOD = 'name = "a"\nurl = "http://127.0.0.1/health"\n'
             "target 'a': reuse_connection='yes' is invalid: expected true or false",
         ),
         (f"[[targets]]\n{GOOD}max_latency_ms = -5\n", "target 'a': max_latency_ms=-5 is invalid"),
+        (
+            f"[[targets]]\n{GOOD}follow_redirects = 1\n",
+            "target 'a': follow_redirects=1 is invalid: expected true or false",
+        ),
+        (
+            f'[defaults]\nfollow_redirects = "no"\n[[targets]]\n{GOOD}',
+            "[defaults]: follow_redirects='no' is invalid: expected true or false",
+        ),
+        (
+            f'[[targets]]\n{GOOD}\n[[targets]]\nname = "A"\nurl = "http://x/health"\n',
+            "target 'A': duplicate name: 'A' and 'a' differ only in case or spacing",
+        ),
+        (
+            '[[targets]]\nname = "game  server"\nurl = "http://x/h"\n'
+            '[[targets]]\nname = "Game Server"\nurl = "http://y/h"\n',
+            "target 'Game Server': duplicate name: 'Game Server' and 'game  server' differ only in case or spacing",
+        ),
+        (
+            '[[targets]]\nname = " a"\nurl = "http://x/health"\n',
+            "target ' a': the name starts or ends with white space (remove it)",
+        ),
+        (
+            '[[targets]]\nname = "a\\t"\nurl = "http://x/health"\n',
+            "target 'a\\t': the name starts or ends with white space (remove it)",
+        ),
         ('[[targets]]\nurl = "http://x/health"\n', "[[targets]] entry 1 has no name"),
         ("[defaults]\ninterval = 10\n", "no [[targets]] entries"),
         (f'[defaults]\nname = "x"\n[[targets]]\n{GOOD}', "[defaults]: unknown key 'name'"),

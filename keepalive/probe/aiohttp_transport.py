@@ -64,7 +64,12 @@ class _CountingConnection:
 
 
 class _BoundedResponse(aiohttp.ClientResponse):
+    # Taken at start: a short answer is complete (and its connection released) when
+    # session.get() returns, so the connection is gone by the time the checker looks.
+    endpoints: tuple[tuple[str, int] | None, str | None] = (None, None)
+
     async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        self.endpoints = endpoints(connection.transport)
         try:
             return await super().start(cast(Connection, _CountingConnection(connection)))
         finally:
@@ -176,7 +181,7 @@ class AiohttpTransport:
     async def _fetch(self, url: str, reuse: bool) -> Answer:
         session = self._session(reuse)
         async with session.get(url, allow_redirects=False) as resp:
-            peer, local = endpoints(resp.connection.transport if resp.connection is not None else None)
+            peer, local = resp.endpoints if isinstance(resp, _BoundedResponse) else (None, None)
             headers = {name.lower(): value for name, value in resp.headers.items()}
             if not 200 <= resp.status < 300:
                 return Answer(resp.status, headers, b"", peer, local)
