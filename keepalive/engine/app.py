@@ -168,12 +168,15 @@ class MonitorApp:
                     error=error,
                 )
                 return
+            # Matching 50,000 targets is ~100 ms of Python: also off the loop (the GIL still
+            # lets the loop run every switch interval, 5 ms).
+            plan = await asyncio.to_thread(self.monitor.plan_reload, new)
             read = time.monotonic() - started
             applied = time.monotonic()
-            self.monitor.reload(new)
+            self.monitor.apply_reload(new, plan)
             self.settings = new
             log.info(
-                "reload timing read_seconds=%.3f apply_seconds=%.3f (only the apply runs on the loop)",
+                "reload timing off_loop_seconds=%.3f on_loop_seconds=%.3f",
                 read,
                 time.monotonic() - applied,
             )
