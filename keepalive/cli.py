@@ -217,10 +217,11 @@ def check_config(settings: Settings) -> int:
     print(f"\nTargets ({len(settings.targets)}):")
     for t in settings.targets:
         extra = f" max_latency={t.max_latency_ms:g}ms" if t.max_latency_ms else ""
+        expect = printable("/".join(t.expect_status))
         print(
             f"  {printable(t.name)}  {printable(t.public_url)}  every {t.interval:g}s timeout {t.timeout:g}s "
             f"alert after {t.failure_threshold} fail(s), recover after {t.success_threshold} pass(es), "
-            f"expect {'/'.join(t.expect_status)}{extra}{' reuse-connection' if t.reuse_connection else ''}"
+            f"expect {expect}{extra}{' reuse-connection' if t.reuse_connection else ''}"
         )
     return EXIT_OK
 
