@@ -15,6 +15,9 @@ Behaviour is scriptable globally or per chat, for the next N requests or for goo
     fake.block("42")                                    # 403 Forbidden: bot was blocked by the user
     fake.chat_not_found("43")                           # 400 Bad Request: chat not found
     fake.unauthorized()                                 # 401 Unauthorized for everyone
+    fake.trickle(seconds=0.1)                           # a status line, then one byte every 0.1 s
+    fake.flood()                                        # 200 and a body that never ends
+    fake.migrate("-100", to="-1001234567890")           # 400 with parameters.migrate_to_chat_id
 
 Rules for one chat win over global ones; a lasting rule wins over a counted one. The same
 rules can be set over HTTP (``POST /__fake__/rule`` with a JSON object such as
@@ -39,6 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,7 +55,7 @@ from tests.fakes.standalone import serve_until_signalled
 
 # Shaped like a real token (so scrub()'s token pattern would catch it too), obviously fake.
 DEFAULT_TOKEN = "123456789:AAFakeTokenForKeepAliveTests_0123456789"
-RULES = ("ok", "429", "500", "hang", "400", "401", "403")
+RULES = ("ok", "429", "500", "hang", "400", "401", "403", "trickle", "flood", "migrate")
 ALLOWED_TAGS = frozenset(
     {
         "b",
@@ -107,6 +111,7 @@ class Rule:
     seconds: float | None = None  # hang: how long (None: until the server stops)
     status: int = 500  # "500": which 5xx
     description: str | None = None  # overrides the rule's default description
+    migrate_to: str | None = None  # "migrate": the supergroup's new chat id
 
 
 class ParseError(Exception):
@@ -228,7 +233,31 @@ class _Handler(BaseHTTPRequestHandler):
         if answer is None:  # hang: never answer, just drop the connection when told to stop
             self.close_connection = True
             return
+        if isinstance(answer, Rule):
+            self.close_connection = True
+            # The client giving up and closing is what these rules are for.
+            with suppress(OSError):
+                if answer.rule == "trickle":
+                    self._trickle(answer)
+                else:
+                    self._flood()
+            return
         self._reply(*answer)
+
+    def _trickle(self, rule: Rule) -> None:
+        """A status line, then a header one byte at a time: every read gets something, so a
+        per-read timeout never trips; only a total deadline ends it."""
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not self.server.owner._stopping.wait(rule.seconds or 0.1):
+            self.wfile.write(b"x")
+
+    def _flood(self) -> None:
+        """200 with no length and a body that never ends (until the client closes)."""
+        self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        self.wfile.write(b'{"ok": true, "padding": "')
+        block = b"x" * 65536
+        while not self.server.owner._stopping.is_set():
+            self.wfile.write(block)
 
     def _reply(self, status: int, body: Mapping[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -348,6 +377,16 @@ class FakeTelegram:
     def unauthorized(self, chat: str | None = None) -> None:
         self.add_rule(Rule("401"), chat)
 
+    def trickle(self, times: int | None = 1, seconds: float = 0.1, chat: str | None = None) -> None:
+        self.add_rule(Rule("trickle", times, seconds=seconds), chat)
+
+    def flood(self, times: int | None = 1, chat: str | None = None) -> None:
+        self.add_rule(Rule("flood", times), chat)
+
+    def migrate(self, chat: str, to: str) -> None:
+        """``chat`` became a supergroup with id ``to``: every send to ``chat`` gets the 400."""
+        self.add_rule(Rule("migrate", migrate_to=to), chat)
+
     def reset(self) -> None:
         """Forget every rule and every record."""
         with self._lock:
@@ -407,9 +446,12 @@ class FakeTelegram:
             self._attempts.append(Attempt(chat, status, time.time()))
             self._changed.notify_all()
 
-    def _send_message(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    def _send_message(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | Rule | None:
         chat = str(payload.get("chat_id", ""))
         rule = self._pick(chat)
+        if rule is not None and rule.rule in ("trickle", "flood"):
+            self._attempt(chat, 0)  # never properly answered
+            return rule
         answer = self._answer(rule, payload, chat)
         if answer is not None:
             self._attempt(chat, answer[0])
@@ -419,6 +461,13 @@ class FakeTelegram:
         self, rule: Rule | None, payload: dict[str, Any], chat: str
     ) -> tuple[int, dict[str, Any]] | None:
         name = rule.rule if rule else "ok"
+        if name == "migrate":
+            assert rule is not None and rule.migrate_to is not None
+            return _error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                migrate_to_chat_id=int(rule.migrate_to),
+            )
         if rule and rule.description:
             return _error(int(name) if name.isdigit() else 400, rule.description)
         if name == "hang":
@@ -503,7 +552,7 @@ def parse_rule(text: str) -> tuple[Rule, str | None]:
             values[key] = int(value)
         elif key in ("retry_after", "seconds"):
             values[key] = float(value)
-        elif key == "description":
+        elif key in ("description", "migrate_to"):
             values[key] = value
         else:
             raise ValueError(f"unknown rule option {key!r}")
