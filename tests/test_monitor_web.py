@@ -20,6 +20,7 @@ from tests.test_status_page import CHROMIUM, parse, run_chromium
 
 pytestmark = pytest.mark.slow
 EVIL = "<script>alert(1)</script>"
+URL_PASSWORD = "Pw-Web-Secret-42"
 
 
 def get(url: str) -> tuple[int, str]:
@@ -44,7 +45,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Tar
         targets.write_text(
             "[defaults]\ninterval = 0.2\ntimeout = 2\nfailure_threshold = 2\n"
             f'[[targets]]\nname = {json.dumps(EVIL)}\nurl = "{server.url("good")}"\n'
-            f'[[targets]]\nname = "broken"\nurl = "{server.url("broken")}"\n'
+            f'[[targets]]\nname = "broken"\n'
+            f'url = "{server.url("broken").replace("http://", f"http://probe:{URL_PASSWORD}@")}"\n'
         )
         port = free_port()
         env = base_env(
@@ -132,7 +134,25 @@ def test_no_page_shows_a_secret_and_unknown_paths_are_404(
     pages = [get(base + path)[1] for path in ("/", "/health", "/api/status", "/metrics", "/static/status.js")]
     token = mon.env["TELEGRAM_BOT_TOKEN"]
     assert all(token not in page for page in pages)
+    assert all(URL_PASSWORD not in page for page in pages)
     assert get(base + "/nope")[0] == 404
+
+
+def test_a_url_password_is_masked_in_status_and_metric_labels(
+    running: tuple[str, TargetServer, MonitorProcess],
+) -> None:
+    base, server, _ = running
+    masked = server.url("broken").replace("http://", "http://probe:***@")
+    _, doc = get_json(base + "/api/status?history=0")
+    assert {t["name"]: t["url"] for t in doc["targets"]}["broken"] == masked
+    _, text = get(base + "/metrics")
+    labels = [
+        s.labels
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "keepalive_target_up" and s.labels["target"] == "broken"
+    ]
+    assert labels == [{"target": "broken", "url": masked}]
 
 
 def test_the_heartbeat_reaches_its_url_while_the_loop_runs(
@@ -154,6 +174,8 @@ def test_the_page_in_a_browser_shows_both_targets(
     assert "down" in rows["broken"].classes
     assert "up" in rows[EVIL].classes
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dumped
+    assert "probe:***@" in dumped
+    assert URL_PASSWORD not in dumped
 
 
 def test_a_stalled_checking_loop_gives_503(tmp_path: Path) -> None:
