@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import urllib.error
 import urllib.request
@@ -34,3 +35,22 @@ def http_json(method: str, url: str, timeout: float = 10.0) -> Any:
         return json.loads(body)
     except ValueError:
         return None
+
+
+def get_as_sent(url: str, headers: dict[str, str], timeout: float = 30.0) -> tuple[int, bytes, bytes]:
+    """GET with ``headers``; returns (status, body as it came over the wire, body decoded).
+
+    Decoded means gunzipped when the answer says ``Content-Encoding: gzip``; status 0 on no answer."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            wire = bytes(response.read())
+            status, encoding = int(response.status), response.headers.get("Content-Encoding", "")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), b"", b""
+    except (OSError, ValueError):
+        return 0, b"", b""
+    try:
+        return status, wire, gzip.decompress(wire) if encoding == "gzip" else wire
+    except (OSError, EOFError):
+        return 0, wire, b""  # a body that says gzip and is not: no usable answer

@@ -37,7 +37,7 @@ from typing import Any
 
 from bench.children import ROOT
 from bench.context import Context, bench_context
-from bench.loopback import http, http_json
+from bench.loopback import get_as_sent, http_json
 from bench.machine import machine_info, tool_versions
 from bench.measure import common_figures, steady_window, warmup_for
 from bench.monitor_process import MonitorProcess, start_monitor, targets_toml
@@ -51,8 +51,13 @@ RESULTS = ROOT / "bench" / "results"
 LAG_P99_GOAL = 0.1
 SETTINGS_SHOWN = (
     "targets", "interval", "duration", "scrape_every", "status_path", "sighup_every", "reload",
-    "timeout", "threshold", "max_concurrency",
+    "gzip", "timeout", "threshold", "max_concurrency",
 )  # fmt: skip
+# What Prometheus 2.x sends when it scrapes (and a browser sends Accept-Encoding too).
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 # ----------------------------------------------------------------------------- load
@@ -72,17 +77,17 @@ class Fetcher:
 
     url: str
     period: float
-    on_body: Callable[[bytes], None] | None = (
-        None  # called with each 200 body (the status fetcher reads the lag from it)
-    )
+    headers: dict[str, str] = field(default_factory=dict)
+    # Called with each 200 body, decoded (the status fetcher reads the lag from it).
+    on_body: Callable[[bytes], None] | None = None
     fetches: list[Fetch] = field(default_factory=list)
 
     def run(self, stop: threading.Event) -> None:
         due = time.monotonic()
         while not stop.is_set():
             began = time.monotonic()
-            status, body = http("GET", self.url, timeout=30)
-            self.fetches.append(Fetch(began, time.monotonic() - began, status, len(body)))
+            status, wire, body = get_as_sent(self.url, self.headers, timeout=30)
+            self.fetches.append(Fetch(began, time.monotonic() - began, status, len(wire)))
             if status == 200 and self.on_body is not None:
                 self.on_body(body)
             due += self.period
@@ -240,9 +245,11 @@ def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str
     fetchers: dict[str, Fetcher] = {}
     reloader: Reloader | None = None
     if phase == "loaded":
+        encoding = {"Accept-Encoding": "gzip"} if args.gzip else {}
+        scrape = {"Accept": PROMETHEUS_ACCEPT, **encoding}
         fetchers = {
-            "metrics": Fetcher(monitor.url("/metrics"), args.scrape_every),
-            "status": Fetcher(monitor.url(args.status_path), args.scrape_every, samples.add_body),
+            "metrics": Fetcher(monitor.url("/metrics"), args.scrape_every, scrape),
+            "status": Fetcher(monitor.url(args.status_path), args.scrape_every, encoding, samples.add_body),
         }
         toggle = None
         if args.reload == "toggle":
@@ -251,7 +258,8 @@ def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str
         reloader = Reloader(monitor, args.sighup_every, toggle)
         loaders = [*fetchers.values(), reloader]
     else:
-        loaders = [Fetcher(monitor.url("/api/status?history=0"), args.sample_every, samples.add_body)]
+        sampler = Fetcher(monitor.url("/api/status?history=0"), args.sample_every, on_body=samples.add_body)
+        loaders = [sampler]
     status0 = monitor.status()
     began_wall = time.time()
     # The load comes from this process (its fetches, parsing 5 MB status documents): its CPU
@@ -309,7 +317,8 @@ def report(document: dict[str, Any]) -> str:
         f"{settings['targets']:,} targets every {settings['interval']:g} s; loaded phase: GET /metrics and "
         f"GET {settings['status_path']} every {settings['scrape_every']:g} s, SIGHUP every "
         f"{settings['sighup_every']:g} s (reload: {settings['reload']}); "
-        f"{settings['duration']:g} s per phase.",
+        f"{settings['duration']:g} s per phase; answers asked "
+        f"{'gzipped (Accept-Encoding: gzip)' if settings.get('gzip') else 'uncompressed'}.",
         "",
         "| phase | checks/s achieved | sched lag p50 / p99 / max s | worst sampled p99 s | missed "
         "| farm-seen late p50 / p99 / max s | missed (farm) | CPU % | CPU ms/check | peak RSS MiB "
@@ -344,7 +353,7 @@ def report(document: dict[str, Any]) -> str:
                 f"- {r['phase']}: {name}: {figures['fetches']} fetches, {figures['not_200']} not 200, "
                 f"answer time p50 / p99 / max {fmt(figures['seconds_p50'], 3)} / "
                 f"{fmt(figures['seconds_p99'], 3)} / {fmt(figures['seconds_max'], 3)} s, "
-                f"{fmt(figures['bytes_last'])} bytes"
+                f"{fmt(figures['bytes_last'])} bytes on the wire"
             )
         reload = r.get("reload")
         if reload:
@@ -397,6 +406,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sample-every", type=float, default=5.0, help="quiet phase: /api/status sample period"
+    )
+    parser.add_argument(
+        "--identity",
+        dest="gzip",
+        action="store_false",
+        help="fetch without Accept-Encoding: gzip (default: ask for gzip, as Prometheus and browsers do)",
     )
     parser.add_argument(
         "--json", nargs="?", const="auto", metavar="PATH", help="also write the results as JSON"
