@@ -13,6 +13,7 @@ defaults, each so both transports give one answer one verdict:
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any, cast
 
@@ -34,6 +35,9 @@ from keepalive.probe.answer import (
 )
 from keepalive.probe.lean import endpoints, reason_for_os_error
 from keepalive.probe.resolver import AiohttpResolver, Resolver
+
+# The header fields anything above a transport reads (the judge, the redirect loop).
+_JUDGED = ("location", "content-encoding")
 
 
 class _CountingProtocol:
@@ -64,12 +68,12 @@ class _CountingConnection:
 
 
 class _BoundedResponse(aiohttp.ClientResponse):
-    # Taken at start: a short answer is complete (and its connection released) when
+    # Kept at start: a short answer is complete (and its connection released) when
     # session.get() returns, so the connection is gone by the time the checker looks.
-    endpoints: tuple[tuple[str, int] | None, str | None] = (None, None)
+    socket_transport: asyncio.BaseTransport | None = None
 
     async def start(self, connection: Connection) -> aiohttp.ClientResponse:
-        self.endpoints = endpoints(connection.transport)
+        self.socket_transport = connection.transport
         try:
             return await super().start(cast(Connection, _CountingConnection(connection)))
         finally:
@@ -168,9 +172,9 @@ class AiohttpTransport:
                 await session.close()
         self._fresh = self._reuse = None
 
-    async def fetch(self, url: str, reuse: bool) -> Answer:
+    async def fetch(self, url: str, reuse: bool, with_peer: bool = False) -> Answer:
         try:
-            return await self._fetch(url, reuse)
+            return await self._fetch(url, reuse, with_peer)
         except Failure:
             raise
         except Exception as exc:
@@ -178,11 +182,13 @@ class AiohttpTransport:
                 raise exc.__cause__ from None
             raise Failure(reason_for(exc)) from exc
 
-    async def _fetch(self, url: str, reuse: bool) -> Answer:
+    async def _fetch(self, url: str, reuse: bool, with_peer: bool) -> Answer:
         session = self._session(reuse)
         async with session.get(url, allow_redirects=False) as resp:
-            peer, local = resp.endpoints if isinstance(resp, _BoundedResponse) else (None, None)
-            headers = {name.lower(): value for name, value in resp.headers.items()}
+            peer, local = (None, None)
+            if with_peer and isinstance(resp, _BoundedResponse):
+                peer, local = endpoints(resp.socket_transport)
+            headers = {name: resp.headers[name] for name in _JUDGED if name in resp.headers}
             if not 200 <= resp.status < 300:
                 return Answer(resp.status, headers, b"", peer, local)
             if resp.content_length is not None and resp.content_length > MAX_BODY:

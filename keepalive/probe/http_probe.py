@@ -105,16 +105,19 @@ class HttpProbe:
 
     async def run(self, target: Target) -> str | None:
         url, reuse = target.url, target.reuse_connection
-        origin = _host(url)
         for hop in range(MAX_REDIRECTS + 1):
             if hop and self._own and self._own.url_matches(url):
                 return TO_SELF
-            answer = await self._transport(url, reuse).fetch(url, reuse)
-            if hop and self._own and self._own.answer_matches(answer):
+            check_peer = hop > 0 and bool(self._own)
+            answer = await self._transport(url, reuse).fetch(url, reuse, check_peer)
+            if check_peer and self._own.answer_matches(answer):
                 return TO_SELF
             location = answer.headers.get("location") if answer.status in REDIRECTS else None
             if not location or not target.follow_redirects:
-                return judge(answer, target.expect_status, foreign=_host(url) != origin)
+                # Parsed only after a redirect: most checks never need it (CPU per check).
+                return judge(
+                    answer, target.expect_status, foreign=hop > 0 and _host(url) != _host(target.url)
+                )
             if hop == MAX_REDIRECTS:
                 return "too many redirects"
             url = next_url(url, location)

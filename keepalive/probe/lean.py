@@ -94,9 +94,10 @@ class _Exchange(asyncio.Protocol):
     """One request and its answer on one connection; resolves ``done`` with an Answer or fails
     it with Failure or the connection's own error. Also llhttp's callback target."""
 
-    def __init__(self, request: bytes, done: asyncio.Future[Answer]) -> None:
+    def __init__(self, request: bytes, done: asyncio.Future[Answer], with_peer: bool) -> None:
         self._request = request
         self._done = done
+        self._with_peer = with_peer
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         # What aiohttp's response parser allows too (its non-debug mode).
@@ -200,7 +201,7 @@ class _Exchange(asyncio.Protocol):
     # -- the outcome -----------------------------------------------------------------------
 
     def _answer(self, body: bytes) -> Answer:
-        peer, local = endpoints(self._transport)
+        peer, local = endpoints(self._transport) if self._with_peer else (None, None)
         return Answer(self._parser.get_status_code(), self._headers, body, peer, local)
 
     def _finish(self, body: bytes) -> None:
@@ -253,12 +254,12 @@ class LeanTransport:
     def handles(self, url: str, reuse: bool) -> bool:
         return not reuse and plan_for(url, self._user_agent) is not None
 
-    async def fetch(self, url: str, reuse: bool) -> Answer:
+    async def fetch(self, url: str, reuse: bool, with_peer: bool = False) -> Answer:
         plan = plan_for(url, self._user_agent)
         if plan is None:
             raise Failure("invalid URL")
         try:
-            return await self._get(plan)
+            return await self._get(plan, with_peer)
         except Failure:
             raise
         except OSError as exc:
@@ -267,12 +268,12 @@ class LeanTransport:
     async def close(self) -> None:
         return None
 
-    async def _get(self, plan: Plan) -> Answer:
+    async def _get(self, plan: Plan, with_peer: bool) -> Answer:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Answer] = loop.create_future()
 
         def exchange() -> _Exchange:
-            return _Exchange(plan.request, done)
+            return _Exchange(plan.request, done, with_peer)
 
         transport: asyncio.BaseTransport
         if plan.numeric:

@@ -24,8 +24,9 @@ class Transport(Protocol):
         """Whether this transport can fetch ``url`` (``reuse``: keep-alive connections)."""
         ...
 
-    async def fetch(self, url: str, reuse: bool) -> Answer:
-        """GET ``url`` once. Raises Failure only; the caller bounds the time."""
+    async def fetch(self, url: str, reuse: bool, with_peer: bool = False) -> Answer:
+        """GET ``url`` once; ``with_peer``: fill in the answer's peer and local addresses.
+        Raises Failure only; the caller bounds the time."""
         ...
 
     async def close(self) -> None: ...
