@@ -1,7 +1,8 @@
 """Test support for alert delivery (fixtures registered in tests/conftest.py).
 
 Fixtures: ``fake_telegram`` (a started FakeTelegram), ``fake_smtp`` (a started FakeSMTP),
-``self_signed_cert`` (cert and key for 127.0.0.1), ``harness`` (a DeliveryHarness).
+``self_signed_cert`` (cert and key for 127.0.0.1), ``private_ca`` (a CA and a certificate it
+signed), ``harness`` (a DeliveryHarness).
 Helpers: ``make_alert()``, ``wait_until()``, ``free_port()``, ``DeliveryHarness``, ``Scripted``
 (an in-memory channel that follows a script of outcomes).
 """
@@ -21,7 +22,7 @@ from keepalive.delivery.outbox import DeliveryWorker, Outbox
 from keepalive.events import EventLog
 from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.factory import routes
-from tests.fakes.smtp_server import FakeSMTP, make_self_signed
+from tests.fakes.smtp_server import FakeSMTP, make_private_ca, make_self_signed
 from tests.fakes.telegram_api import FakeTelegram
 from tests.monitor_proc import free_port, wait_until
 
@@ -49,6 +50,12 @@ def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
         return make_self_signed(tmp_path_factory.mktemp("tls"))
     except FileNotFoundError:
         pytest.skip("the openssl command is not installed")
+
+
+@pytest.fixture(scope="session")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(ca.pem, server.pem, server-key.pem): a private CA and a 127.0.0.1 certificate it signed."""
+    return make_private_ca(tmp_path_factory.mktemp("private-ca"))
 
 
 def make_alert(

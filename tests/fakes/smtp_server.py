@@ -7,7 +7,13 @@
     fake.tempfail(times=2)                     # 451 at DATA for the next 2 transactions
     fake.refuse("nobody@example.com")          # 550 at RCPT for that address
     fake.fail_auth()                           # 535 for every login, right or wrong
-    FakeSMTP(tls="starttls" | "ssl", certfile=..., keyfile=...)   # see make_self_signed()
+    FakeSMTP(tls="starttls" | "ssl", certfile=..., keyfile=...)   # see make_self_signed(),
+                                                                  # make_private_ca()
+    FakeSMTP(credentials=..., echo_auth=True)  # a refused login's 535 repeats the AUTH data
+                                               # in base64, as some servers do
+
+``EndlessGreeting`` is not an SMTP server at all: it sends ``220-`` continuation lines for
+ever, slowly (each read gets a line, so a per-read timeout never trips) or as fast as it can.
 
 Counters: ``transactions`` (DATA commands reached), ``auth_attempts`` (each AUTH command: one
 smtplib ``login()`` tries every mechanism offered, so a refused login counts twice) and
@@ -24,15 +30,20 @@ prints ``smtp_server: listening on 127.0.0.1:2525`` and runs until SIGTERM/SIGIN
 from __future__ import annotations
 
 import argparse
+import base64
+import datetime
 import email
 import email.policy
+import ipaddress
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -97,6 +108,7 @@ class FakeSMTP:
         certfile: Path | None = None,
         keyfile: Path | None = None,
         record: Path | None = None,
+        echo_auth: bool = False,
     ) -> None:
         if tls not in (None, "starttls", "ssl"):
             raise ValueError("tls must be None, 'starttls' or 'ssl'")
@@ -109,6 +121,7 @@ class FakeSMTP:
         self._certfile = certfile
         self._keyfile = keyfile
         self._record = record
+        self._echo_auth = echo_auth
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._received: list[Received] = []
@@ -229,7 +242,17 @@ class FakeSMTP:
             and self.credentials is not None
             and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials
         )
-        return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
+        message = None
+        if not ok and self._echo_auth and isinstance(auth_data, LoginPassword):
+            # What the client sent, base64 as on the wire: PLAIN carries user and password.
+            if mechanism == "PLAIN":
+                wire = b"\x00" + auth_data.login + b"\x00" + auth_data.password
+            else:
+                wire = auth_data.password
+            message = f"535 5.7.8 Authentication failed for {base64.b64encode(wire).decode()}"
+        return AuthResult(
+            success=ok, handled=False, message=message, auth_data=auth_data.login if ok else None
+        )
 
     def _data(self, session: Any, envelope: Any) -> str:
         with self._changed:
@@ -256,6 +279,125 @@ class FakeSMTP:
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             self._changed.notify_all()
         return "250 2.0.0 Message accepted for delivery"
+
+
+class EndlessGreeting:
+    """A TCP server whose greeting never ends: ``220-`` lines, one every ``interval`` seconds
+    (0: as fast as the socket takes them), until the client closes or the server stops."""
+
+    def __init__(self, interval: float, host: str = "127.0.0.1") -> None:
+        self.interval = interval
+        self._listener = socket.create_server((host, 0))
+        self.host = host
+        self.port = int(self._listener.getsockname()[1])
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.connections = 0
+
+    def __enter__(self) -> EndlessGreeting:
+        thread = threading.Thread(target=self._accept, name="endless-greeting", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stopping.set()
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(5.0)
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed by __exit__
+                return
+            self.connections += 1
+            thread = threading.Thread(target=self._greet, args=(client,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _greet(self, client: socket.socket) -> None:
+        line = b"220-fake-smtp.test still saying hello " + b"." * 60 + b"\r\n"
+        with client, suppress(OSError):  # the client giving up is the point
+            while not self._stopping.is_set():
+                client.sendall(line)
+                if self.interval and self._stopping.wait(self.interval):
+                    return
+
+
+def make_private_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate it signed for 127.0.0.1/localhost:
+    ``(ca.pem, server.pem, server-key.pem)``. What SMTP_CA_FILE is for."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Keep-Alive Test Private CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_pem, cert_pem, key_pem = directory / "ca.pem", directory / "server.pem", directory / "server-key.pem"
+    ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_pem.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_pem, cert_pem, key_pem
 
 
 def make_self_signed(directory: Path) -> tuple[Path, Path]:
