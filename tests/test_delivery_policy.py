@@ -49,7 +49,9 @@ def test_a_bug_in_a_channel_is_retried_then_failed_on_the_fifth_in_a_row() -> No
     bug = RuntimeError("cannot format")
 
     assert POLICY.outcome(bug, 7, unexpected_in_row=4) == Retry(64.0, "RuntimeError: cannot format", True)
-    assert POLICY.outcome(bug, 8, unexpected_in_row=5) == Failed("internal error: RuntimeError: cannot format")
+    assert POLICY.outcome(bug, 8, unexpected_in_row=5) == Failed(
+        "internal error: RuntimeError: cannot format"
+    )
 
 
 def test_a_reason_is_scrubbed_of_a_token() -> None:
