@@ -336,3 +336,47 @@ def test_print_setting_ends_each_value_with_nul(tmp_path: Path) -> None:
         bad.stderr
         == "error: MONITOR_LOG_FILE='a\\tb.log' is invalid: expected a path without control characters\n"
     )
+
+
+# ---------------------------------------------------------------------- one rule, two places
+
+
+@pytest.fixture
+def fake_checkout(tmp_path: Path) -> Path:
+    """A directory with scripts/common.sh and a monitor_server.py that only waits, so real
+    processes can look like the monitor without being it."""
+    root = tmp_path / "checkout"
+    (root / "scripts").mkdir(parents=True)
+    (root / "scripts" / "common.sh").write_text((REPO / "scripts" / "common.sh").read_text())
+    (root / "monitor_server.py").write_text("import sys\nsys.stdin.read()\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("extra_before", "extra_after", "python", "expected"),
+    [
+        ([], [], True, True),
+        (["-u"], [], True, True),
+        ([], ["--once"], True, False),
+        ([], ["--status"], True, False),
+        ([], [], False, False),  # `tail -f monitor_server.py` names it without running it
+    ],
+)
+def test_the_shell_and_python_agree_on_what_is_the_monitor(
+    fake_checkout: Path, extra_before: list[str], extra_after: list[str], python: bool, expected: bool
+) -> None:
+    script = fake_checkout / "monitor_server.py"
+    argv = (
+        [sys.executable, *extra_before, str(script), *extra_after] if python else ["tail", "-f", str(script)]
+    )
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as proc:
+        try:
+            shell = subprocess.run(
+                ["bash", "-c", f'. "{fake_checkout}/scripts/common.sh" && is_our_monitor {proc.pid}'],
+                capture_output=True,
+                timeout=60,
+            )
+            assert (shell.returncode == 0) is expected, shell.stderr
+            assert ProcessTable().is_daemon(proc.pid, script) is expected
+        finally:
+            proc.kill()
