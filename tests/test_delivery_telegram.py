@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import responses
 
 from keepalive.alerts import AlertKind
 from keepalive.notifiers.base import NotifyError
+from keepalive.notifiers.deadline import Deadline
 from keepalive.notifiers.telegram import Pacer, TelegramNotifier
 from tests.fakes.delivery_fixtures import DeliveryHarness, make_alert
 from tests.fakes.telegram_api import FakeTelegram
@@ -166,3 +168,17 @@ def test_reply_to_is_posted_as_reply_parameters_and_ignored_when_not_a_message_i
     first, second = (json.loads(call.request.body or b"") for call in responses.calls)
     assert first["reply_parameters"] == {"message_id": 41, "allow_sending_without_reply": True}
     assert "reply_parameters" not in second
+
+
+def test_a_deadline_ends_a_read_blocked_on_a_silent_socket() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+
+        class Holder:
+            sock = ours
+
+        with Deadline(0.2) as deadline:
+            deadline.watch_socket(Holder())
+            assert ours.recv(1) == b""  # blocked until the watchdog shut the socket down
+
+        assert deadline.expired

@@ -11,8 +11,12 @@ register its socket with the deadline active in the sending thread (``Deadline.a
 
 from __future__ import annotations
 
+import errno
+import heapq
+import itertools
 import socket
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from types import TracebackType
@@ -30,6 +34,50 @@ class AnswerTooLarge(Exception):
     """The server's answer went past the cap."""
 
 
+class _Watchdog:
+    """One thread for every deadline in the process: a thread per send would double the
+    threads, and failing to start one (the very exhaustion these limits guard against) must
+    not turn into a failed delivery."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, at: float, deadline: Deadline) -> None:
+        """Expire ``deadline`` at monotonic time ``at``; raises OSError if no thread can run."""
+        with self._changed:
+            heapq.heappush(self._heap, (at, next(self._order), deadline))
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="send-deadlines", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # "can't start new thread"
+                    self._heap.clear()
+                    raise OSError(errno.EAGAIN, f"cannot start the deadline watchdog: {exc}") from None
+                self._thread = thread
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while self._heap and self._heap[0][2].finished:
+                    heapq.heappop(self._heap)  # the send ended in time
+                if not self._heap:
+                    self._changed.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(wait)
+                    continue
+                _, _, due = heapq.heappop(self._heap)
+            due.expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
 class Deadline:
     """``with Deadline(seconds) as deadline:`` - at expiry, every watched socket is shut down."""
 
@@ -38,8 +86,7 @@ class Deadline:
         self._lock = threading.Lock()
         self._closers: list[Callable[[], None]] = []
         self._expired = False
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
+        self.finished = False  # the send ended; the watchdog forgets this deadline
 
     @property
     def expired(self) -> bool:
@@ -60,8 +107,11 @@ class Deadline:
         TLS wrapping replace it)."""
         self.watch(lambda: shutdown(getattr(owner, "sock", None)))
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """End the send now: shut down every watched socket."""
         with self._lock:
+            if self.finished:
+                return
             self._expired = True
             closers, self._closers = self._closers, []
         for closer in closers:
@@ -69,14 +119,16 @@ class Deadline:
                 closer()
 
     def __enter__(self) -> Deadline:
+        _WATCHDOG.add(time.monotonic() + self.seconds, self)
         _current.deadline = self
-        self._timer.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self.finished = True
+            self._closers = []
         _current.deadline = None
 
     @staticmethod
