@@ -119,6 +119,7 @@ class Outbox:
         self._group_wait = group_wait
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
+        self._closed = False
         self._problem: str | None = None
         self.set_aside: list[Path] = []  # files moved away, oldest first
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,8 +221,12 @@ class Outbox:
             return result
 
     def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
+        if self._closed:
             raise sqlite3.ProgrammingError("the outbox is closed")
+        if self._db is None:
+            # A replacement that failed half-way (the fresh file could not be created, say on
+            # a full disk): try again on every use rather than stay without an outbox.
+            self._db = self._open()
         return self._db
 
     @contextmanager
@@ -251,7 +256,7 @@ class Outbox:
         """``(True, None)`` while the outbox works; ``(False, reason)`` after its last
         operation failed (disk full, unreadable, closed) until one succeeds again."""
         with self._lock:
-            if self._db is None:
+            if self._closed:
                 return False, "outbox closed"
             if self._problem is not None:
                 return False, f"outbox: {self._problem}"
@@ -425,6 +430,7 @@ class Outbox:
     def close(self) -> None:
         """Close the database. Safe to call more than once; later operations raise."""
         with self._lock:
+            self._closed = True
             if self._db is not None:
                 db, self._db = self._db, None
                 db.close()
