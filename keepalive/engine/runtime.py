@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from keepalive.engine.history import History
-from keepalive.engine.snapshot import HistoryPoint, TargetSnapshot
+from keepalive.engine.snapshot import TargetSnapshot
 from keepalive.state import Policy, Status, TargetState
 from keepalive.targets import Target
 
@@ -58,18 +58,36 @@ class Observed:
 class TargetRuntime:
     """One target's configuration, what it has shown (``observed``) and its place in the schedule."""
 
-    __slots__ = ("next_due", "observed", "policy", "retired", "running_since", "target", "task", "view")
+    __slots__ = (
+        "next_due",
+        "observed",
+        "policy",
+        "public_url",
+        "retired",
+        "running_since",
+        "target",
+        "task",
+        "view",
+        "view_with_history",
+    )
 
     def __init__(self, target: Target, policy: Policy, observed: Observed) -> None:
         self.target = target
         self.policy = policy
         self.observed = observed
+        # Parsed once: it is shown after every check (snapshot, state record).
+        self.public_url = target.public_url
         self.next_due: float = 0.0  # loop (monotonic) time of the next planned check
         self.running_since: float | None = None  # loop time the current check started
         self.task: asyncio.Task[None] | None = None  # the check in flight, if any
         self.retired = False  # removed or replaced by a reload: no further checks
         # This target's part of the last snapshot; dropped whenever ``observed`` changes.
         self.view: TargetSnapshot | None = None
+        self.view_with_history: TargetSnapshot | None = None
+
+    def observed_changed(self) -> None:
+        """A check changed ``observed``: this target's snapshot parts are out of date."""
+        self.view = self.view_with_history = None
 
     @property
     def interval(self) -> float:
@@ -86,7 +104,7 @@ class TargetRuntime:
         """What the state file keeps: the URL as shown (no password) and the state machine."""
         seen = self.observed
         return {
-            "url": self.target.public_url,
+            "url": self.public_url,
             **seen.state.to_dict(),
             "consecutive_failures": seen.consecutive_failures,
             "last_check": seen.last_check,
@@ -143,7 +161,7 @@ def reconcile(
             runtime = before
             kept.append(runtime)
         else:
-            same_endpoint = before.target.public_url == target.public_url
+            same_endpoint = before.public_url == target.public_url
             observed = before.observed if same_endpoint else Observed(TargetState(), now)
             runtime = TargetRuntime(target, policy, observed)
             changed.append((before, runtime))
@@ -164,7 +182,7 @@ def view_of(rt: TargetRuntime) -> TargetSnapshot:
     since = seen.state.since if status in (Status.FAILING, Status.DOWN) else seen.status_since
     view = TargetSnapshot(
         name=rt.target.name,
-        url=rt.target.public_url,
+        url=rt.public_url,
         state=status,
         last_check=seen.last_check,
         last_latency_ms=seen.last_latency_ms,
@@ -181,5 +199,8 @@ def view_of(rt: TargetRuntime) -> TargetSnapshot:
 
 
 def view_with_history(rt: TargetRuntime) -> TargetSnapshot:
-    points = tuple(HistoryPoint(at, latency, ok) for at, latency, ok in rt.observed.history.points())
-    return replace(view_of(rt), history=points)
+    """This target's part of a snapshot with its history, rebuilt only after it changed."""
+    view = rt.view_with_history
+    if view is None:
+        view = rt.view_with_history = replace(view_of(rt), history=rt.observed.history.view())
+    return view

@@ -11,6 +11,7 @@ URLs here are ``Target.public_url``: no password ever reaches a snapshot.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,7 @@ class TargetSnapshot:
     checks_ok_total: int
     checks_failed_total: int
     # Oldest first; None when the snapshot was taken without history (it is the costly part).
-    history: tuple[HistoryPoint, ...] | None = None
+    history: Sequence[HistoryPoint] | None = None
 
 
 @dataclass(frozen=True, slots=True)
