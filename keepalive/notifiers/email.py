@@ -5,7 +5,11 @@ Errors are classified here; retries and backoff live in the outbox:
       message itself refused with a 5xx (spam, too big: sending it again cannot help);
     * temporary: any 4xx (451 greylisting, 421), disconnects, refused or timed-out
       connections, TLS failures, anything else.
-Reasons carry the server's own text; the password never appears in one.
+Reasons carry the server's own text; the password never appears in one, nor its base64
+forms (a server may echo the AUTH command). A whole transaction has a total deadline.
+
+Threading: each e-mail's Message-ID is derived from the alert ids it carries, so a RECOVERED
+names its outage's first DOWN in In-Reply-To/References without any storage.
 """
 
 from __future__ import annotations

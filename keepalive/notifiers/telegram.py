@@ -3,8 +3,12 @@
 Errors are classified here; retries and backoff live in the outbox:
     * 200 ``ok: true``              -> returns the message id
     * 429                           -> temporary, ``retry_after`` from ``parameters.retry_after``
+    * 400 with ``parameters.migrate_to_chat_id`` (a group became a supergroup)
+                                    -> sent again to the new id at once, remembered for later
+                                       sends in this process, one warning line for the operator
     * other 4xx (400, 401, 403 ...) -> permanent, reason is Telegram's ``description``
-    * 5xx, timeouts, network errors -> temporary
+    * 5xx, timeouts, network errors, OSError of ours (EMFILE), no complete answer within the
+      total deadline, an answer over 1 MiB -> temporary
 The bot token is part of every request URL, and requests/urllib3 repeat that URL in their
 exception texts, so every reason is scrubbed of it before it leaves this module.
 """
