@@ -90,7 +90,7 @@ if ((demo)); then
         started_example="$example_pid"
         deadline=$((SECONDS + 5))
         until http_answers 127.0.0.1 "$DEMO_PORT" /health; do
-            if ! is_our_example_server "$example_pid" || ((SECONDS >= deadline)); then
+            if ! is_alive "$example_pid" || ((SECONDS >= deadline)); then
                 tail -n 10 "$EXAMPLE_LOG_FILE" >&2 || true
                 stop_process "$example_pid" is_our_example_server 5 "example server" || true
                 rm -f "$EXAMPLE_PID_FILE"
@@ -122,6 +122,12 @@ answered=0
 polls=0
 while :; do
     if ! is_our_monitor "$pid"; then
+        # Until nohup has exec'd Python the child is not the monitor yet: a loaded machine can
+        # take a while to get there, so wait for that, not only for the child's end.
+        if is_alive "$pid" && ((SECONDS - started < 10)); then
+            sleep 0.05
+            continue
+        fi
         rm -f "$MONITOR_PID_FILE"
         warn "the monitor exited during start-up; what it wrote ($MONITOR_LOG_FILE, $CRASH_FILE):"
         tail -c +"$((log_offset + 1))" "$MONITOR_LOG_FILE" 2>/dev/null | tail -n 10 >&2 || true

@@ -134,6 +134,13 @@ _runs_script() {
     ((found))
 }
 
+# True while PID exists and has not exited (a zombie has: its parent has not reaped it yet).
+is_alive() {
+    local state
+    state="$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
+}
+
 # True only for this repository's monitor: a stale PID file may name an unrelated process,
 # which must never be signalled.
 is_our_monitor() { _runs_script "$1" "$MONITOR_SCRIPT" alone; }

@@ -518,3 +518,23 @@ def test_the_scripts_hold_no_python_and_no_eval() -> None:
         assert not re.search(r"(?<!<)<<-?\s*['\"]?[A-Za-z_]", text), name
         assert not re.search(r"(PY|python3?)\"?\s+-c\s", text), name  # no inline Python either
         assert not re.search(r"\beval\b", text), name
+
+
+def test_sighup_after_logrotate_renamed_the_files_writes_to_new_ones(repo: Repo) -> None:
+    started = repo.run("start_monitor.sh")
+    assert started.returncode == 0, output(started)
+    pid = int(repo.pid_file.read_text())
+    log = repo.root / "monitor.log"
+    events = repo.root / "logs" / "monitor_events.jsonl"
+    wait_until(lambda: log.exists() and log.stat().st_size > 0, what="the first log lines")
+    wait_until(lambda: events.exists() and events.stat().st_size > 0, what="the first events")
+    log.rename(repo.root / "monitor.log.old")
+    events.rename(repo.root / "logs" / "monitor_events.jsonl.old")
+
+    os.kill(pid, signal.SIGHUP)  # what logrotate's postrotate (systemctl reload) sends
+
+    # The reload itself writes a log line and an event: both land in new files by the old names.
+    wait_until(lambda: log.exists() and log.stat().st_size > 0, what="a line in a new monitor.log")
+    wait_until(lambda: events.exists() and events.stat().st_size > 0, what="an event in a new events file")
+    assert repo.monitors() == [pid]
+    assert repo.run("stop_monitor.sh").returncode == 0
