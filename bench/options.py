@@ -24,6 +24,22 @@ def add_monitor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-tmp", action="store_true", help="keep the working directory (configs, logs)")
 
 
+def add_profile_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy record our monitor over each window into DIR (CPU figures of such runs are inflated)",
+    )
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--profile-native", action="store_true", help="py-spy --native (C frames too)")
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="py-spy --gil --threads: only samples holding the GIL, by thread (who keeps the loop waiting)",
+    )
+
+
 def check_duration(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if not 0.5 <= args.duration <= 3600:
         parser.error("--duration: from 0.5 to 3600 seconds")
@@ -67,14 +83,7 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> argpar
     parser.add_argument(
         "--repeat", type=int, default=1, help="run every size and system N times, interleaved; report medians"
     )
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        metavar="DIR",
-        help="py-spy record our monitor over each window into DIR (CPU figures of such runs are inflated)",
-    )
-    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
-    parser.add_argument("--profile-native", action="store_true", help="py-spy --native (C frames too)")
+    add_profile_options(parser)
     add_monitor_options(parser)
     args = parser.parse_args(argv)
     try:

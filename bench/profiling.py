@@ -33,6 +33,8 @@ def start_profiler(ctx: Context, pid: int, name: str) -> tuple[subprocess.Popen[
     argv += ["--rate", str(args.profile_rate), "--format", "raw", "-o", str(out)]
     # --native needs to stop the process for each sample; without it, py-spy reads it running.
     argv.append("--native" if args.profile_native else "--nonblocking")
+    if args.profile_gil:
+        argv += ["--gil", "--threads"]
     with (args.profile / f"{name}.log").open("wb") as log:
         proc = ctx.children.start(argv, stdout=log, stderr=subprocess.STDOUT)
     return proc, out

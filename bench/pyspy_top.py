@@ -18,10 +18,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+# ``thread (0x7f..): MainThread`` (py-spy --threads); the id changes from run to run, the name not.
+_THREAD = re.compile(r"^thread \((?P<id>[^)]*)\)(?::\s*(?P<name>.*))?$")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::(?P<line>\d+))?\)$")
 AREAS = (
     ("aiohappyeyeballs", "aiohappyeyeballs/"),
     ("aiohttp", "aiohttp/"),
+    ("prometheus_client", "prometheus_client/"),
     ("yarl/multidict", "yarl/"),
     ("yarl/multidict", "multidict/"),
     ("keepalive", "keepalive/"),
@@ -32,21 +35,27 @@ AREAS = (
 )
 
 
-def parse(text: str) -> list[tuple[list[tuple[str, str]], int]]:
-    """Each line ``frame;frame;... count`` → ([(function, file), ...] root first, count)."""
+def parse(text: str) -> list[tuple[list[tuple[str, str]], int, str]]:
+    """Each line ``frame;frame;... count`` → ([(function, file), ...] root first, count, thread).
+
+    ``thread`` is the thread's name when py-spy ran with ``--threads`` (else "")."""
     stacks = []
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         frames = []
+        thread = ""
         for raw in stack.split(";"):
             match = _FRAME.match(raw.strip())
             if match is None:
+                header = _THREAD.match(raw.strip())
+                if header is not None:
+                    thread = header["name"]
                 continue  # process / thread header frames
             frames.append((match["func"], match["file"]))
         if frames:
-            stacks.append((frames, int(count)))
+            stacks.append((frames, int(count), thread))
     return stacks
 
 
@@ -59,11 +68,14 @@ def area_of(file: str) -> str:
 
 def summarise(text: str, top: int = 25) -> dict[str, Any]:
     stacks = parse(text)
-    total = sum(count for _, count in stacks) or 1
+    total = sum(count for _, count, _ in stacks) or 1
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     areas: Counter[str] = Counter()
-    for frames, count in stacks:
+    threads: Counter[str] = Counter()
+    for frames, count, thread in stacks:
+        if thread:
+            threads[thread] += count
         func, file = frames[-1]
         self_time[f"{func} ({file})"] += count
         areas[area_of(file)] += count
@@ -78,6 +90,7 @@ def summarise(text: str, top: int = 25) -> dict[str, Any]:
         "self": rows(self_time),
         "inclusive": rows(inclusive),
         "areas": [(name, round(100 * n / total, 1)) for name, n in areas.most_common()],
+        "threads": [(name, round(100 * n / total, 1)) for name, n in threads.most_common(top)],
     }
 
 
@@ -88,6 +101,9 @@ def render(summary: dict[str, Any]) -> str:
     lines += [f"  {pct:5.1f}  {name}" for name, pct in summary["inclusive"]]
     lines += ["", "self time by area:"]
     lines += [f"  {pct:5.1f}  {name}" for name, pct in summary["areas"]]
+    if summary.get("threads"):
+        lines += ["", "by thread (with --profile-gil: who held the GIL):"]
+        lines += [f"  {pct:5.1f}  {name}" for name, pct in summary["threads"]]
     return "\n".join(lines)
 
 

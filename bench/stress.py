@@ -41,9 +41,11 @@ from bench.loopback import get_as_sent, http_json
 from bench.machine import machine_info, tool_versions
 from bench.measure import common_figures, steady_window, warmup_for
 from bench.monitor_process import MonitorProcess, start_monitor, targets_toml
-from bench.options import add_monitor_options, check_duration
+from bench.options import add_monitor_options, add_profile_options, check_duration
 from bench.percentile import percentile
 from bench.procfs import cpu_between, sample_cpu
+from bench.profiling import finish_profiler, start_profiler
+from bench.pyspy_top import render
 from bench.report import fmt
 
 RESULTS = ROOT / "bench" / "results"
@@ -266,12 +268,14 @@ def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str
     # shares the machine with the monitor's, so it is reported beside it.
     own0 = sample_cpu(os.getpid(), tree=False)
     threads = run_threads(loaders, stop)
+    profiler = start_profiler(ctx, monitor.pid, f"stress-{size}-{phase}")
     try:
         cpu0, cpu1, farm = steady_window(ctx, monitor.pid, size, interval)
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
+    profile = finish_profiler(ctx, profiler)
     own_cpu, own_wall = cpu_between(own0, sample_cpu(os.getpid(), tree=False))
     status1 = monitor.status()
     if status0 is None or status1 is None:
@@ -298,6 +302,8 @@ def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str
             "load_client_cpu_percent": round(100 * own_cpu / own_wall, 2) if own_wall else None,
         }
     )
+    if profile is not None:
+        result["profile"] = profile
     if reloader is not None:
         result["reload"] = reload_figures(reloader.sent, read_events(monitor.events_path, began_wall))
     return result
@@ -377,6 +383,11 @@ def report(document: dict[str, Any]) -> str:
             f"against < {LAG_P99_GOAL:g} s; missed {fmt(r['missed_checks'])}; "
             f"{fmt(r['alerts_received'])} false alerts.",
         ]
+    for r in document["results"]:
+        profile = r.get("profile")
+        if profile and "samples" in profile:
+            lines += ["", f"Profile of the {r['phase']} phase (py-spy, {profile['file']}):", "```"]
+            lines += [render(profile), "```"]
     return "\n".join(lines)
 
 
@@ -416,6 +427,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--json", nargs="?", const="auto", metavar="PATH", help="also write the results as JSON"
     )
+    add_profile_options(parser)
     add_monitor_options(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.targets <= 99_999:
@@ -462,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                     result = {"phase": phase, "error": f"{type(exc).__name__}: {exc}"}
                     failed = True
                 results.append(result)
-                brief = {k: v for k, v in result.items() if k != "farm_observed"}
+                brief = {k: v for k, v in result.items() if k not in ("farm_observed", "profile")}
                 print(f"  {json.dumps(brief)}", flush=True)
         finally:
             code, stop_seconds = ctx.children.stop(monitor.proc, grace=15)

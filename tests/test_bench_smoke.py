@@ -153,3 +153,19 @@ def test_stress_rejects_bad_arguments_in_one_line(arguments: list[str], message:
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_pyspy_summary_splits_samples_by_thread() -> None:
+    from bench.pyspy_top import summarise
+
+    raw = (
+        "thread (0x7f01): MainThread;run (asyncio/runners.py:118);check (keepalive/probe/checker.py:80) 3\n"
+        "thread (0x7f02): keepalive-web-render_0;build (keepalive/web/app.py:145);"
+        "generate_latest (prometheus_client/openmetrics/exposition.py:81) 6\n"
+        "thread (0x7f01): MainThread;run (asyncio/runners.py:118) 1\n"
+    )
+    summary = summarise(raw, top=5)
+    assert summary["samples"] == 10
+    assert summary["threads"] == [("keepalive-web-render_0", 60.0), ("MainThread", 40.0)]
+    assert summary["areas"] == [("prometheus_client", 60.0), ("keepalive", 30.0), ("asyncio", 10.0)]
+    assert ("build (keepalive/web/app.py)", 60.0) in summary["inclusive"]
