@@ -17,6 +17,7 @@ from keepalive.web.app import start_web
 from keepalive.web.guard import REFUSAL, allowed_names, host_allowed, split_host
 from keepalive.web.render import RenderCache, Rendered
 from tests.test_web import FakeView
+from tests.test_web_load import BigView
 
 HOSTNAME = socket.gethostname().lower()
 
@@ -244,5 +245,52 @@ def test_when_every_connection_is_busy_a_newcomer_gets_503_and_the_busy_ones_fin
             assert refused == REFUSAL
             cache.release.set()
             assert await asyncio.gather(*busy) == [200, 200]
+
+    asyncio.run(main())
+
+
+TCP_CLOSE, TCP_CLOSE_WAIT = 7, 8  # linux/tcp_states.h
+
+
+def tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)[0]
+
+
+def test_a_scraper_that_never_reads_is_disconnected_after_the_send_timeout() -> None:
+    view = BigView()  # a 7 MB exposition, far more than the socket buffers hold
+
+    async def main() -> None:
+        async with serving(view, send_timeout=1.0) as port:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            try:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n\r\n")
+                status, _ = await get(port, "/health", None)
+                assert status == 200
+                await asyncio.to_thread(
+                    wait_for,
+                    lambda: tcp_state(sock) in (TCP_CLOSE, TCP_CLOSE_WAIT),
+                    "the server to drop the connection",
+                )
+                received = 0
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := sock.recv(65536):
+                        received += len(chunk)
+                assert received < 1_000_000
+            finally:
+                sock.close()
+
+    asyncio.run(main())
+
+
+def test_head_of_metrics_and_status_sends_headers_only() -> None:
+    async def main() -> None:
+        async with serving() as port, aiohttp.ClientSession() as session:
+            for path in ("/metrics", "/api/status"):
+                async with session.head(f"http://127.0.0.1:{port}{path}") as response:
+                    assert response.status == 200
+                    assert int(response.headers["Content-Length"]) > 100
+                    assert await response.read() == b""
 
     asyncio.run(main())

@@ -18,11 +18,14 @@ Routes (GET only; aiohttp answers HEAD for each, anything else is 405, unknown p
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import gzip
 import json
 import math
 import socket
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -45,6 +48,11 @@ MAX_CONNECTIONS = 256
 # Longer than Prometheus's default 15 s scrape interval would keep one connection per scraper
 # open for nothing; shorter than it means one reconnect per scrape, which costs nothing here.
 IDLE_TIMEOUT = 10.0
+# A client must take a whole answer within this; a 7 MB exposition needs well under a second
+# on any network a scraper should use.
+SEND_TIMEOUT = 30.0
+# Bytes handed to the connection at a time; the next waits until the client has taken them.
+SEND_CHUNK = 64 * 1024
 # Middle of zlib's range: level 9 costs about twice the CPU for a few per cent fewer bytes.
 GZIP_LEVEL = 6
 _COMPACT = (",", ":")
@@ -115,17 +123,52 @@ def _point(point: HistoryPoint) -> str:
     return f"[{_number(point.at)},{_number(point.latency_ms)},{'true' if point.ok else 'false'}]"
 
 
-def _answer(rendered: Rendered, vary: str) -> web.Response:
-    response = web.Response(body=rendered.body, headers={hdrs.CACHE_CONTROL: NO_STORE, hdrs.VARY: vary})
+async def _send(request: web.Request, rendered: Rendered, vary: str, timeout: float) -> web.StreamResponse:
+    """Write a built answer in SEND_CHUNK pieces, each waiting for the client, within ``timeout``.
+
+    A whole body handed to aiohttp at once is copied into the connection's buffer: 256
+    scrapers that never read would have held 256 copies of a 7 MB exposition, and each
+    connection forever. Here a client holds at most a chunk or two of memory, and one that
+    has not taken the answer within ``timeout`` is disconnected.
+    """
+    response = web.StreamResponse(headers={hdrs.CACHE_CONTROL: NO_STORE, hdrs.VARY: vary})
     for name, value in rendered.headers:
         response.headers[name] = value
+    response.content_length = len(rendered.body)
+    try:
+        async with asyncio.timeout(timeout):
+            await response.prepare(request)
+            if request.method != hdrs.METH_HEAD:
+                body = memoryview(rendered.body)
+                for start in range(0, len(body), SEND_CHUNK):
+                    await response.write(body[start : start + SEND_CHUNK])
+            await response.write_eof()
+    except TimeoutError:
+        _reset(request)
     return response
 
 
+def _reset(request: web.Request) -> None:
+    """Drop the connection with a reset, discarding what the client has not taken.
+
+    A plain close queues the FIN behind the unsent bytes, which a client that stopped
+    reading never acknowledges: the kernel would keep them for minutes. SO_LINGER 0 sends RST.
+    """
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 class _Handlers:
-    def __init__(self, view: MonitorView, cache: RenderCache) -> None:
+    def __init__(self, view: MonitorView, cache: RenderCache, send_timeout: float) -> None:
         self._view = view
         self._cache = cache
+        self._send_timeout = send_timeout
         # Read once: a missing file should fail at start-up, not on the first visitor.
         self._page = (STATIC_DIR / "status.html").read_bytes()
         self._script = (STATIC_DIR / "status.js").read_bytes()
@@ -135,7 +178,7 @@ class _Handlers:
         healthy, body = to_health(self._view.snapshot())
         return web.json_response(body, status=200 if healthy else 503, headers={"Cache-Control": NO_STORE})
 
-    async def metrics(self, request: web.Request) -> web.Response:
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
         # prometheus_client's own negotiation; its aiohttp handler would build on the loop.
         encoder, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
         compress = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
@@ -145,9 +188,9 @@ class _Handlers:
             return _finish(encoder(build_registry(snapshot)), content_type, compress)
 
         rendered = await self._cache.get(("metrics", content_type, compress), snapshot, build)
-        return _answer(rendered, "Accept, Accept-Encoding")
+        return await _send(request, rendered, "Accept, Accept-Encoding", self._send_timeout)
 
-    async def api_status(self, request: web.Request) -> web.Response:
+    async def api_status(self, request: web.Request) -> web.StreamResponse:
         word = request.query.get("history", "1").strip().lower()
         if word not in _FALSE_WORDS and word not in _TRUE_WORDS:
             return web.json_response(
@@ -165,7 +208,7 @@ class _Handlers:
             )
 
         rendered = await self._cache.get(("status", include_history, compress), snapshot, build)
-        return _answer(rendered, "Accept-Encoding")
+        return await _send(request, rendered, "Accept-Encoding", self._send_timeout)
 
     async def page(self, request: web.Request) -> web.Response:
         return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
@@ -190,15 +233,17 @@ def create_app(
     host_names: frozenset[str],
     limit: ConnectionLimit | None = None,
     cache: RenderCache | None = None,
+    send_timeout: float = SEND_TIMEOUT,
 ) -> web.Application:
     """The aiohttp application serving /health, /metrics, /api/status and the status page.
 
     ``host_names``: the names besides IP literals that requests may carry in Host (see
     keepalive.web.guard.allowed_names). ``limit``: the connection cap whose idle tracking
     needs a middleware. ``cache``: where answers are built (a fresh one by default).
+    ``send_timeout``: how long a client may take to receive /metrics or /api/status.
     """
     cache = cache or RenderCache()
-    handlers = _Handlers(view, cache)
+    handlers = _Handlers(view, cache, send_timeout)
     middlewares = [host_check(host_names)] if limit is None else [limit.middleware, host_check(host_names)]
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/health", handlers.health)
@@ -248,6 +293,7 @@ async def start_web(
     idle_timeout: float = IDLE_TIMEOUT,
     extra_host_names: Iterable[str] = (),
     cache: RenderCache | None = None,
+    send_timeout: float = SEND_TIMEOUT,
 ) -> web.AppRunner:
     """Serve the endpoint on host:port and return the runner; ``await runner.cleanup()`` stops it.
 
@@ -255,7 +301,7 @@ async def start_web(
     address cannot be bound. Port 0 picks a free port; read it from ``runner.addresses``.
     """
     limit = ConnectionLimit(max_connections)
-    app = create_app(view, allowed_names(host, extra_host_names), limit, cache)
+    app = create_app(view, allowed_names(host, extra_host_names), limit, cache, send_timeout)
     # No access log: it would write a second, Apache-style line format into the monitor's log,
     # once per scrape. A short shutdown timeout keeps a stop prompt: every answer is quick.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=idle_timeout)
