@@ -49,7 +49,8 @@ class Children:
             stderr=stderr,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
-            preexec_fn=_die_with_parent,  # the bench starts no threads, so this is safe
+            # Safe while no other thread runs: bench.stress starts its threads after its children.
+            preexec_fn=_die_with_parent,
         )
         self.procs.append(proc)
         return proc

@@ -266,9 +266,10 @@ def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str
     began_wall = time.time()
     # The load comes from this process (its fetches, parsing 5 MB status documents): its CPU
     # shares the machine with the monitor's, so it is reported beside it.
+    # py-spy is forked before the load threads start (children.py: preexec_fn and threads).
+    profiler = start_profiler(ctx, monitor.pid, f"stress-{size}-{phase}")
     own0 = sample_cpu(os.getpid(), tree=False)
     threads = run_threads(loaders, stop)
-    profiler = start_profiler(ctx, monitor.pid, f"stress-{size}-{phase}")
     try:
         cpu0, cpu1, farm = steady_window(ctx, monitor.pid, size, interval)
     finally:
