@@ -538,3 +538,12 @@ def test_sighup_after_logrotate_renamed_the_files_writes_to_new_ones(repo: Repo)
     wait_until(lambda: events.exists() and events.stat().st_size > 0, what="an event in a new events file")
     assert repo.monitors() == [pid]
     assert repo.run("stop_monitor.sh").returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_the_scripts_pass_shellcheck() -> None:
+    scripts = ["start_monitor.sh", "stop_monitor.sh", "status_monitor.sh", "scripts/common.sh"]
+    result = subprocess.run(
+        ["shellcheck", "-x", *scripts], cwd=REPO, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
