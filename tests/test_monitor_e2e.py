@@ -138,6 +138,36 @@ def test_a_corrupt_state_file_is_set_aside_not_fatal(tmp_path: Path, server: Tar
         assert mon.stop() == 0
 
 
+def test_valid_json_that_poisons_a_record_costs_that_record_only(
+    tmp_path: Path, server: TargetServer
+) -> None:
+    """Issue 9 defect 7: ``"failures": Infinity`` was a traceback and exit 1 at every start."""
+    targets = tmp_path / "targets.toml"
+    write_targets(targets, server, ["db", "api"])
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    down = '"status": "down", "outage_failures": 4, "successes": 0, "since": 1700000000.0, "alerts_raised": 1'
+    (state_dir / "state.json").write_text(
+        '{"version": 1, "targets": {'
+        f'"db": {{"url": "{server.url("db")}", "failures": Infinity, {down}}}, '
+        f'"api": {{"url": "{server.url("api")}", "failures": 0, {down}}}'
+        "}}"
+    )
+    mon = MonitorProcess(tmp_path, base_env(tmp_path, MONITOR_TARGETS_FILE=str(targets))).start()
+    try:
+        (event,) = mon.wait_event("state_file_discarded")
+        assert "'db' (failures=inf is not a whole number" in event["reason"]
+        assert "outage memory is lost" in event["reason"]
+        # api's outage was remembered: it passes now, so its RECOVERED is announced.
+        (recovered,) = mon.wait_event("target_recovered", target="api")
+        assert recovered["since"] == "2023-11-14T22:13:20.000Z"
+        assert mon.events("target_recovered", target="db") == []
+        assert "Traceback" not in mon.log()
+        assert len(list(state_dir.glob("state.json.rejected-*"))) == 1
+    finally:
+        assert mon.stop() == 0
+
+
 def write_targets(path: Path, server: TargetServer, names: list[str], extra: str = "") -> None:
     body = "[defaults]\ninterval = 0.2\ntimeout = 2\nfailure_threshold = 2\n"
     for name in names:

@@ -21,14 +21,13 @@ import aiohttp
 from keepalive.config import Settings, load_settings
 from keepalive.delivery.outbox import DeliveryWorker, Outbox
 from keepalive.engine.announcer import AlertPolicy
-from keepalive.engine.monitor import Monitor
+from keepalive.engine.monitor import CheckerLike, Monitor
 from keepalive.engine.statelock import StateDirLock
 from keepalive.errors import ConfigError
 from keepalive.events import EventLog
 from keepalive.logfile import reopen_log_files
 from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.factory import build_notifiers
-from keepalive.probe.checker import Checker
 
 log = logging.getLogger("keepalive.monitor")
 
@@ -71,7 +70,7 @@ class MonitorApp:
         *,
         load: Callable[[], Settings] = load_settings,
         notifier_factory: Callable[[Settings], Sequence[Notifier]] = build_notifiers,
-        checker: Checker | None = None,
+        checker: CheckerLike | None = None,
         alert_policy: AlertPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> MonitorApp:
@@ -123,13 +122,16 @@ class MonitorApp:
 
         settings = self.settings
         runner = None
-        if settings.http_port:
-            runner = await start_web(self.monitor, settings.http_host, settings.http_port)
-            self.web_address = _first_address(runner.addresses)
         heartbeat: asyncio.Task[None] | None = None
+        checking = delivering = False
         try:
+            if settings.http_port:
+                runner = await start_web(self.monitor, settings.http_host, settings.http_port)
+                self.web_address = _first_address(runner.addresses)
             await self.monitor.start()
+            checking = True
             self.worker.start()
+            delivering = True
             heartbeat = self._start_heartbeat(stop)
             self.monitor.announce_started(self.web_address)
             if on_started is not None:
@@ -141,13 +143,20 @@ class MonitorApp:
                 await asyncio.gather(heartbeat, return_exceptions=True)
             if runner is not None:
                 await runner.cleanup()
-            await self.monitor.stop()
-            await asyncio.to_thread(self.worker.stop, WORKER_STOP_WAIT)
-            depth = await asyncio.to_thread(self.outbox.depth)
+            if checking:
+                await self.monitor.stop()
+            if delivering:
+                await asyncio.to_thread(self.worker.stop, WORKER_STOP_WAIT)
+            depth: int | None = None
+            try:
+                depth = await asyncio.to_thread(self.outbox.depth)
+            except Exception as exc:  # a broken outbox must not hide how the stop went
+                log.error("reading the outbox depth at stop failed: %s", exc)
             self.outbox.close()
-            self.monitor.reporter.report(
-                "monitor_stopped", "monitor stopped", pid=os.getpid(), outbox_depth=depth
-            )
+            if checking:
+                self.monitor.reporter.report(
+                    "monitor_stopped", "monitor stopped", pid=os.getpid(), outbox_depth=depth
+                )
 
     async def reload(self) -> None:
         """SIGHUP: reopen the log and events files (logrotate), read the settings in a worker
