@@ -51,6 +51,7 @@ async def get(port: int, path: str, host: str | None) -> tuple[int, Any]:
         "192.0.2.7:5005",  # a second machine reaching us by one of our addresses
         "[2001:db8::7]",
         f"{HOSTNAME}:{{port}}",
+        f"{socket.getfqdn()}:{{port}}",  # what a scraper elsewhere most likely uses
         "127.0.0.1",
     ],
 )

@@ -136,3 +136,9 @@ def test_the_alerting_rules_pass_their_unit_tests() -> None:
     result = promtool("test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_the_example_prometheus_configuration_passes_promtool_check_config() -> None:
+    result = promtool("check", "config", "prometheus.yml", cwd=RULES.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: prometheus.yml is valid prometheus config file syntax" in result.stdout

@@ -35,7 +35,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from keepalive.engine.snapshot import HistoryPoint, MonitorSnapshot, to_health, to_status_json
 from keepalive.errors import ConfigError
-from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, host_check
+from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, host_check, machine_names
 from keepalive.web.metrics import build_registry
 from keepalive.web.render import RenderCache, Rendered
 
@@ -301,7 +301,8 @@ async def start_web(
     address cannot be bound. Port 0 picks a free port; read it from ``runner.addresses``.
     """
     limit = ConnectionLimit(max_connections)
-    app = create_app(view, allowed_names(host, extra_host_names), limit, cache, send_timeout)
+    names = allowed_names(host, (*extra_host_names, *await machine_names()))
+    app = create_app(view, names, limit, cache, send_timeout)
     # No access log: it would write a second, Apache-style line format into the monitor's log,
     # once per scrape. A short shutdown timeout keeps a stop prompt: every answer is quick.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=idle_timeout)

@@ -4,8 +4,10 @@
   127.0.0.1 and then read this endpoint from the visitor's browser; the request still carries
   ``Host: evil.example``. Only names of this machine and IP literals are answered (a
   rebinding attack always arrives under a name, never under an IP literal), everything else
-  gets ``421``. ``/health`` is exempt: a second monitor may watch it under any name, and its
-  body holds only counts and ages.
+  gets ``421``. The names: localhost, the host name, the fully qualified name, the name
+  MONITOR_HTTP_HOST gives, and any ``extra_host_names`` passed to ``start_web``. ``/health``
+  is exempt: a second monitor may watch it under any name, and its body holds only counts
+  and ages.
 - **Connection cap**: ~1,100 idle connections once made /health unreachable and failed checks
   with "Too many open files". At most ``limit`` connections are kept; past it the
   longest-open idle one is closed to make room (a scraper reconnects), and when every one is
@@ -26,6 +28,7 @@ from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestHandler
 
 UNGUARDED_PATHS = frozenset({"/health"})
+FQDN_TIMEOUT = 2.0
 _REFUSAL_BODY = json.dumps({"error": "too many connections to the monitor; try again"}).encode()
 REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -58,7 +61,8 @@ def allowed_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
     """The names this endpoint answers to besides IP literals.
 
     localhost, the machine's host name (short and as given by the system), the bound
-    address when it is a name, and ``extra``.
+    address when it is a name, and ``extra`` (e.g. the fully qualified name, see
+    ``machine_names``, or the name a reverse proxy passes on).
     """
     names = {"localhost", socket.gethostname().lower(), *(name.lower().rstrip(".") for name in extra)}
     names.add(socket.gethostname().lower().partition(".")[0])
@@ -66,6 +70,19 @@ def allowed_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
         names.add(bound_host.lower().rstrip("."))
     names.discard("")
     return frozenset(names)
+
+
+async def machine_names(timeout: float = FQDN_TIMEOUT) -> tuple[str, ...]:
+    """The machine's fully qualified name, the one a scraper elsewhere most likely uses.
+
+    socket.getfqdn asks the resolver, so it runs in a thread and is given up after
+    ``timeout``: a dead resolver must not hold up the start (the name is then not allowed).
+    """
+    try:
+        fqdn = await asyncio.wait_for(asyncio.to_thread(socket.getfqdn), timeout)
+    except TimeoutError:
+        return ()
+    return (fqdn,) if fqdn and not _is_ip_literal(fqdn) else ()
 
 
 def host_allowed(header: str, names: frozenset[str]) -> bool:
