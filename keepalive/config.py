@@ -260,6 +260,15 @@ def _path(root: Path, value: str) -> Path:
     return path if path.is_absolute() else root / path
 
 
+def _plain_text(name: str, value: str) -> str:
+    """Refuse control characters: in a setting they are a mistake (a stray newline or escape),
+    and shown by --check-config or the scripts they would reach a terminal. Secrets may hold
+    anything: they are never shown."""
+    if name not in SECRET_NAMES and name not in PATH_SETTINGS and _CONTROL.search(value):
+        raise _bad(name, value, "a value without control characters")
+    return value
+
+
 def path_setting(raw: Mapping[str, str], name: str, root: Path = ROOT) -> Path | None:
     """The setting ``name`` as an absolute path, or None when it is empty.
 
@@ -377,6 +386,8 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
     """Read and validate every setting. Raises ConfigError on the first bad one."""
     raw = read_environment(environ, root)
     get = raw.__getitem__
+    for name in DEFAULTS:
+        _plain_text(name, raw[name])
 
     token = _secret(raw, "TELEGRAM_BOT_TOKEN", root)
     if token and not _TOKEN.match(token):
@@ -494,8 +505,6 @@ def script_values(
         elif name == "STOP_GRACE_SECONDS":
             timeout = _float("REQUEST_TIMEOUT", raw["REQUEST_TIMEOUT"], 0.01)
             values.append(str(stop_grace(raw, timeout)))
-        elif "\0" in raw[name]:
-            raise _bad(name, raw[name], "a value without NUL characters")
         else:
-            values.append(raw[name])
+            values.append(_plain_text(name, raw[name]))
     return values

@@ -404,6 +404,11 @@ def test_log_rotation_defaults(tmp_path: Path) -> None:
             "MONITOR_PID_FILE='pid\\x9bfile' is invalid: expected a path without control characters",
         ),
         ("MONITOR_STATE_DIR", "", "MONITOR_STATE_DIR='' is invalid: expected a path"),
+        (
+            "TELEGRAM_CHAT_ID",
+            "111\n222",
+            "TELEGRAM_CHAT_ID='111\\n222' is invalid: expected a value without control characters",
+        ),
     ],
 )
 def test_each_new_bad_setting_gives_one_line(tmp_path: Path, name: str, value: str, message: str) -> None:
@@ -453,3 +458,14 @@ def test_script_values_never_print_secrets_or_unknown_names(tmp_path: Path, name
     with pytest.raises(ConfigError) as info:
         script_values([name], {"MONITOR_ENV_FILE": ""}, root=tmp_path)
     assert str(info.value) == message
+
+
+def test_a_dotenv_with_windows_line_ends_reads_the_same(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"FAILURE_THRESHOLD=4\r\nMONITOR_HTTP_HOST=0.0.0.0\r\n")
+    s = load_settings({}, root=tmp_path)
+    assert (s.failure_threshold, s.http_host) == (4, "0.0.0.0")
+
+
+def test_a_secret_may_hold_any_character(tmp_path: Path) -> None:
+    s = settings_from(tmp_path, SMTP_PASSWORD="tab\there")
+    assert s.smtp_password == "tab\there"
