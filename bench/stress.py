@@ -55,8 +55,9 @@ LAG_P99_GOAL = 0.1
 TIMING_FIELD = re.compile(r"\b(\w+_seconds)=([0-9.]+)")
 SETTINGS_SHOWN = (
     "targets", "interval", "duration", "scrape_every", "status_path", "sighup_every", "reload",
-    "gzip", "timeout", "threshold", "max_concurrency",
+    "gzip", "load", "timeout", "threshold", "max_concurrency",
 )  # fmt: skip
+LOADS = ("metrics", "status", "sighup")
 # What Prometheus 2.x sends when it scrapes (and a browser sends Accept-Encoding too).
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -268,22 +269,25 @@ def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str
     loaders: list[Any] = []
     fetchers: dict[str, Fetcher] = {}
     reloader: Reloader | None = None
-    if phase == "loaded":
-        encoding = {"Accept-Encoding": "gzip"} if args.gzip else {}
+    load = args.load_list if phase == "loaded" else []
+    encoding = {"Accept-Encoding": "gzip"} if args.gzip else {}
+    if "metrics" in load:
         scrape = {"Accept": PROMETHEUS_ACCEPT, **encoding}
-        fetchers = {
-            "metrics": Fetcher(monitor.url("/metrics"), args.scrape_every, scrape),
-            "status": Fetcher(monitor.url(args.status_path), args.scrape_every, encoding, samples.add_body),
-        }
+        fetchers["metrics"] = Fetcher(monitor.url("/metrics"), args.scrape_every, scrape)
+    if "status" in load:
+        status_url = monitor.url(args.status_path)
+        fetchers["status"] = Fetcher(status_url, args.scrape_every, encoding, samples.add_body)
+    else:  # the lag is still read, lightly
+        url = monitor.url("/api/status?history=0")
+        loaders.append(Fetcher(url, args.sample_every, on_body=samples.add_body))
+    if "sighup" in load:
         toggle = None
         if args.reload == "toggle":
             grown = targets_toml(ctx.farm, range(size + 1), interval, args.timeout, args.threshold)
             toggle = (grown, monitor.targets_file.read_text())
         reloader = Reloader(monitor, args.sighup_every, toggle)
-        loaders = [*fetchers.values(), reloader]
-    else:
-        sampler = Fetcher(monitor.url("/api/status?history=0"), args.sample_every, on_body=samples.add_body)
-        loaders = [sampler]
+        loaders.append(reloader)
+    loaders += fetchers.values()
     status0 = monitor.status()
     began_wall = time.time()
     log_offset = monitor.log_path.stat().st_size
@@ -338,6 +342,21 @@ def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str
 # ----------------------------------------------------------------------------- report
 
 
+def load_text(settings: dict[str, Any]) -> str:
+    """The loaded phase's load in words: "GET /metrics and GET /api/status every 1 s, SIGHUP every 10 s"."""
+    load = str(settings.get("load", ",".join(LOADS))).split(",")
+    every = f"{settings['scrape_every']:g} s"
+    gets = [
+        f"GET {path}"
+        for word, path in (("metrics", "/metrics"), ("status", settings["status_path"]))
+        if word in load
+    ]
+    parts = [f"{' and '.join(gets)} every {every}"] if gets else []
+    if "sighup" in load:
+        parts.append(f"SIGHUP every {settings['sighup_every']:g} s (reload: {settings['reload']})")
+    return ", ".join(parts)
+
+
 def report(document: dict[str, Any]) -> str:
     machine, settings = document["machine"], document["settings"]
     lines = [
@@ -346,9 +365,8 @@ def report(document: dict[str, Any]) -> str:
         f"Machine: {machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB, "
         f"Python {machine['python']}; monitor at commit {machine.get('monitor_commit') or '?'}",
         f"Command: `{document['command']}`",
-        f"{settings['targets']:,} targets every {settings['interval']:g} s; loaded phase: GET /metrics and "
-        f"GET {settings['status_path']} every {settings['scrape_every']:g} s, SIGHUP every "
-        f"{settings['sighup_every']:g} s (reload: {settings['reload']}); "
+        f"{settings['targets']:,} targets every {settings['interval']:g} s; loaded phase: "
+        f"{load_text(settings)}; "
         f"{settings['duration']:g} s per phase; answers asked "
         f"{'gzipped (Accept-Encoding: gzip)' if settings.get('gzip') else 'uncompressed'}.",
         "",
@@ -438,6 +456,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--status-path", default="/api/status", help="the status fetch (default: with history)"
     )
+    parser.add_argument(
+        "--load", default=",".join(LOADS), help="the loaded phase's load: any of metrics,status,sighup"
+    )
     parser.add_argument("--sighup-every", type=float, default=10.0, help="seconds between SIGHUPs")
     parser.add_argument(
         "--reload", choices=("same", "toggle"), default="same", help="what each SIGHUP reloads"
@@ -468,6 +489,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.phase_list = [p.strip() for p in args.phases.split(",") if p.strip()]
     if not args.phase_list or any(p not in ("quiet", "loaded") for p in args.phase_list):
         parser.error("--phases: quiet, loaded or quiet,loaded")
+    args.load_list = [word.strip() for word in args.load.split(",") if word.strip()]
+    if not args.load_list or any(word not in LOADS for word in args.load_list):
+        parser.error("--load: one or more of metrics,status,sighup")
     if not args.status_path.startswith("/"):
         parser.error("--status-path: a path starting with /")
     # What the shared set-up reads and the stress scenario does not vary.

@@ -145,6 +145,7 @@ def test_stress_scenario_runs_at_a_tiny_size_and_reports(tmp_path: Path) -> None
         (["--scrape-every", "0"], "--scrape-every: at least 0.1 seconds"),
         (["--reload", "twice"], "argument --reload: invalid choice: 'twice'"),
         (["--status-path", "api/status"], "--status-path: a path starting with /"),
+        (["--load", "metrics,ping"], "--load: one or more of metrics,status,sighup"),
     ],
 )
 def test_stress_rejects_bad_arguments_in_one_line(arguments: list[str], message: str) -> None:
