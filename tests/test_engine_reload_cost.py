@@ -54,10 +54,10 @@ def test_a_reload_costs_the_loop_only_what_changed(tmp_path: Path, count: int) -
             plan = monitor.plan_reload(new)
             figures[f"{label}: match (thread)"] = clock() - started
             started = clock()
-            monitor.apply_reload(new, plan)
+            monitor.apply_reload(plan)
             figures[f"{label}: apply (LOOP)"] = clock() - started
             assert len(monitor.runtimes) == count
-            assert len(plan.changed) == (count // every if every else 0)
+            assert len(plan.targets.changed) == (count // every if every else 0)
         started = clock()
         monitor._records()
         figures["state records, first save (LOOP)"] = clock() - started

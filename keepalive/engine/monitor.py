@@ -24,6 +24,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from keepalive import __version__
@@ -82,6 +83,15 @@ class WorkerLike(Protocol):
     def set_notifiers(self, notifiers: Sequence[Notifier]) -> None: ...
     def set_digest_after(self, digest_after: int) -> None: ...
     def channel_stats(self) -> dict[str, dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    """Everything a reload changes, prepared off the loop (``Monitor.plan_reload``)."""
+
+    settings: Settings
+    targets: Reconciled
+    notifiers: list[Notifier]
 
 
 def policy_for(target: Target, settings: Settings) -> Policy:
@@ -306,34 +316,37 @@ class Monitor:
 
     # ------------------------------------------------------------------ reload
 
-    def reload(self, settings: Settings) -> Reconciled:
+    def reload(self, settings: Settings) -> ReloadPlan:
         """Apply new settings (SIGHUP) at once: ``plan_reload`` then ``apply_reload``."""
         plan = self.plan_reload(settings)
-        self.apply_reload(settings, plan)
+        self.apply_reload(plan)
         return plan
 
-    def plan_reload(self, settings: Settings) -> Reconciled:
-        """What ``settings`` change, computed without changing anything. Safe to run in a worker
-        thread while the loop checks (at 50,000 targets it is ~100 ms of Python): it reads only
-        the runtimes' immutable configuration and object references. One reload at a time."""
-        return reconcile(self.runtimes, settings.targets, lambda t: policy_for(t, settings), self.clock())
+    def plan_reload(self, settings: Settings) -> ReloadPlan:
+        """What ``settings`` change, prepared without changing anything. Safe to run in a worker
+        thread while the loop checks: matching 50,000 targets is ~100 ms of Python and building
+        the notifiers ~20 ms (TLS contexts); it reads only the runtimes' immutable configuration
+        and object references. One reload at a time."""
+        targets = reconcile(self.runtimes, settings.targets, lambda t: policy_for(t, settings), self.clock())
+        return ReloadPlan(settings, targets, list(self._notifier_factory(settings)))
 
-    def apply_reload(self, settings: Settings, plan: Reconciled) -> None:
+    def apply_reload(self, plan: ReloadPlan) -> None:
         """Make ``plan`` (from ``plan_reload``) current, on the loop: the work is proportional to
-        what changed, plus rebuilding the channels."""
+        what changed."""
+        settings, targets = plan.settings, plan.targets
         assert self._loop is not None and self._scheduler is not None
         old = self.settings
         self.settings = settings
-        for rt in plan.to_retire():
+        for rt in targets.to_retire():
             rt.retire()
             self._unsaved.pop(rt.target.name, None)
-        for rt in plan.removed:
+        for rt in targets.removed:
             self._saved_records.pop(rt.target.name, None)
-        self.runtimes = plan.runtimes
-        for rt in plan.to_schedule():
+        self.runtimes = targets.runtimes
+        for rt in targets.to_schedule():
             self._unsaved[rt.target.name] = rt
-        self._scheduler.spread(plan.to_schedule())
-        self.notifiers = list(self._notifier_factory(settings))
+        self._scheduler.spread(targets.to_schedule())
+        self.notifiers = plan.notifiers
         self.worker.set_notifiers(self.notifiers)
         self.worker.set_digest_after(settings.digest_after)
         if settings.max_concurrency != old.max_concurrency:
@@ -356,9 +369,9 @@ class Monitor:
             "config_reloaded",
             "configuration reloaded",
             targets=len(self.runtimes),
-            added=len(plan.added),
-            changed=len(plan.changed),
-            removed=len(plan.removed),
+            added=len(targets.added),
+            changed=len(targets.changed),
+            removed=len(targets.removed),
             channels=[c.name for c in settings.channels() if c.enabled],
         )
 
