@@ -117,6 +117,35 @@ CASES: dict[str, Case] = {
     "one-byte-chunks": Case([chunked(*([b" "] * (MAX_CHUNKS + 1)), OK)], INVALID),
     "declared-too-large": Case([head(b"Content-Length: 2000000")], "body larger than 1 MiB"),
     "deeply-nested-json": Case([length(DEEP)], "invalid JSON"),
+    # Found by feeding both clients more answers: each differed before the lean client matched.
+    "nul-in-header-value": Case([head(b"X-A: a\x00b", b"Content-Length: 16") + OK], INVALID),
+    "chunked-not-the-last-coding": Case(
+        [head(b"Transfer-Encoding: chunked, gzip") + OK], None, hold_open=False
+    ),
+    "bytes-after-the-body": Case([head(b"Content-Length: 16") + OK + b"garbage"], INVALID),
+    "a-second-answer-after-the-body": Case([length(OK) + length(b"{}")], None),
+    "crlf-after-the-body": Case([length(OK) + b"\r\n"], None),
+    "header-name-and-value-over-8190": Case(
+        [head(b"X-L: " + b"v" * 8190, b"Content-Length: 16") + OK], INVALID
+    ),
+    "header-line-of-8190": Case([head(b"X-L: " + b"v" * 8185, b"Content-Length: 16") + OK], None),
+    "reason-phrase-over-8190": Case(
+        [head(b"Content-Length: 16", status=b"HTTP/1.1 200 " + b"O" * 9000) + OK], INVALID
+    ),
+    # Agreed from the start; kept so they stay agreed.
+    "lowercase-version": Case([head(b"Content-Length: 16", status=b"http/1.1 200 OK") + OK], INVALID),
+    "status-099": Case([head(b"Content-Length: 16", status=b"HTTP/1.1 099 X") + OK], "HTTP 99"),
+    "status-600": Case([head(b"Content-Length: 16", status=b"HTTP/1.1 600 X") + OK], "HTTP 600"),
+    "leading-zero-length": Case([head(b"Content-Length: 016") + OK], None),
+    "space-before-colon": Case([head(b"Content-Length : 16") + OK], None),
+    "cr-only-line-ends": Case([b"HTTP/1.1 200 OK\rContent-Length: 16\r\r" + OK], INVALID),
+    "bare-lf-chunk-lines": Case(
+        [head(b"Transfer-Encoding: chunked", end=b"\n") + b"10\n" + OK + b"\n0\n\n"], INVALID
+    ),
+    "128-header-fields": Case(
+        [head(*(b"X-H%d: v" % i for i in range(MAX_HEADERS - 1)), b"Content-Length: 16") + OK], None
+    ),
+    "redirect-without-location": Case([head(b"Content-Length: 0", status=b"HTTP/1.1 302 Found")], "HTTP 302"),
     "switching-protocols": Case(
         [head(b"Upgrade: h2c", b"Connection: Upgrade", status=b"HTTP/1.1 101 Switching")], "HTTP 101"
     ),

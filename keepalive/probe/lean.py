@@ -90,6 +90,10 @@ def plan_for(url: str, user_agent: str) -> Plan | None:
     return Plan(host, port, numeric, request)
 
 
+class _AnotherAnswer(Exception):
+    """Stops llhttp in a second answer that follows the complete one in the same read."""
+
+
 class _Exchange(asyncio.Protocol):
     """One request and its answer on one connection; resolves ``done`` with an Answer or fails
     it with Failure or the connection's own error. Also llhttp's callback target."""
@@ -112,6 +116,8 @@ class _Exchange(asyncio.Protocol):
         self._until_close = False
         self._body = bytearray()
         self._chunks = 0
+        self._reason_length = 0
+        self._complete = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -129,9 +135,14 @@ class _Exchange(asyncio.Protocol):
             pass  # a 101 answer was finished in on_headers_complete
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            self._fail(cause if isinstance(cause, Failure) else Failure(INVALID))
+            if not isinstance(cause, _AnotherAnswer):
+                self._fail(cause if isinstance(cause, Failure) else Failure(INVALID))
         except httptools.HttpParserError:
-            self._fail(Failure(INVALID))  # also bytes after a complete answer: ignored, done is set
+            # Also bytes after a complete answer in the same read (aiohttp rejects those too);
+            # what arrives in a later read is never looked at.
+            self._fail(Failure(INVALID))
+        if self._complete:
+            self._finish(bytes(self._body))
         if self._done.done():
             return
         # Checked after feeding: llhttp is linear, so one packet past a limit costs little.
@@ -156,14 +167,30 @@ class _Exchange(asyncio.Protocol):
 
     # -- llhttp callbacks (an exception raised here stops the parser) -------------------------
 
+    # Bytes after the complete answer in the same read: llhttp reads them as the next answer.
+    # As aiohttp: a valid status line there ends parsing (that answer is ignored, see
+    # _AnotherAnswer), anything else is a parse error (invalid HTTP answer).
+
+    def on_status(self, reason: bytes) -> None:
+        if self._complete:
+            raise _AnotherAnswer
+        self._reason_length += len(reason)  # llhttp may hand the reason phrase over in pieces
+        if self._reason_length > MAX_FIELD:
+            raise Failure(INVALID)
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._complete:
+            raise _AnotherAnswer
         self._fields += 1
-        if self._fields > MAX_HEADERS or len(name) > MAX_FIELD or len(value) > MAX_FIELD:
+        # As aiohttp: a field's name and value together within MAX_FIELD; no NUL (RFC 9110 5.5).
+        if self._fields > MAX_HEADERS or len(name) + len(value) > MAX_FIELD or b"\0" in value:
             raise Failure(INVALID)
         if self._in_head:
             self._headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        if self._complete:
+            raise _AnotherAnswer
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # an interim answer (100 Continue, 103 Early Hints): the real one follows
@@ -175,8 +202,10 @@ class _Exchange(asyncio.Protocol):
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
             raise Failure(TOO_LARGE)
-        chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
-        self._until_close = length is None and not chunked
+        # Chunked framing only when chunked is the last coding; otherwise the body ends with
+        # the connection (RFC 9112 6.3), as llhttp reads it.
+        codings = self._headers.get("transfer-encoding", "").lower().split(",")
+        self._until_close = length is None and codings[-1].strip() != "chunked"
 
     def on_chunk_header(self) -> None:
         self._chunks += 1
@@ -195,8 +224,9 @@ class _Exchange(asyncio.Protocol):
                 raise Failure(INVALID)
             self._headers = {}
             self._fields = 0
+            self._reason_length = 0
             return
-        self._finish(bytes(self._body))
+        self._complete = True  # finished once llhttp has seen the rest of this read
 
     # -- the outcome -----------------------------------------------------------------------
 
