@@ -1,8 +1,9 @@
 """The outgoing heartbeat: a GET to a dead man's switch (healthchecks.io, Uptime Kuma push, ...).
 
 Nothing inside the monitor can report that the monitor itself is dead, so it pings an outside
-service that alerts when the pings stop. Pings are sent only while the checking loop makes
-progress: a monitor that answers HTTP but no longer checks anything must look dead from outside.
+service that alerts when the pings stop. Pings are sent only while the monitor is healthy: a
+monitor that answers HTTP but no longer checks anything, or can no longer store the alerts it
+raises, must look dead from outside.
 """
 
 from __future__ import annotations
@@ -68,18 +69,19 @@ async def _ping_unless_stopped(
 async def run_heartbeat(
     url: str,
     session: aiohttp.ClientSession,
-    is_progressing: Callable[[], bool],
+    problem: Callable[[], str | None],
     stop: asyncio.Event,
     interval: float = 60.0,
     timeout: float = 10.0,
     on_result: Callable[[bool, str], None] | None = None,
 ) -> None:
-    """GET ``url`` at once and then every ``interval`` seconds while ``is_progressing()`` is true.
+    """GET ``url`` at once and then every ``interval`` seconds while ``problem()`` is None, i.e.
+    while the monitor is healthy (checks progressing, alerts can be stored, state is saved).
 
     Contract: returns promptly once ``stop`` is set (an unfinished ping is abandoned); a failed
     ping (non-2xx answer, timeout, connection error) is logged and reported to ``on_result`` as
-    ``(False, reason)`` but never raised; while the loop is stalled no ping is sent and one line
-    is logged for the whole stall. Log lines and reasons show only the URL's scheme and host.
+    ``(False, reason)`` but never raised; while unhealthy no ping is sent and one line (with the
+    problem) is logged for the whole spell. Log lines and reasons show only the URL's scheme and host.
     """
     where = _origin(url)
     loop = asyncio.get_running_loop()
@@ -87,7 +89,8 @@ async def run_heartbeat(
     failing = False
     while not stop.is_set():
         started = loop.time()
-        if is_progressing():
+        why = problem()
+        if why is None:
             if paused:
                 paused = False
                 log.info("heartbeat resumed url=%s", where)
@@ -104,7 +107,7 @@ async def run_heartbeat(
                 on_result(ok, reason)
         elif not paused:
             paused = True
-            log.warning("heartbeat paused url=%s reason=checking loop stalled", where)
+            log.warning("heartbeat paused url=%s reason=%s", where, why)
         # Measured from the start of the round so a slow ping does not stretch the period.
         remaining = interval - (loop.time() - started)
         if remaining > 0:

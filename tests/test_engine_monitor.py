@@ -144,11 +144,13 @@ def test_health_is_503_naming_the_state_file_when_saving_keeps_failing(tmp_path:
         assert problem.endswith("Read-only file system")
         snapshot = engine.monitor.snapshot()
         assert snapshot.progressing is True and snapshot.healthy is False  # keepalive_up is 0
+        assert engine.monitor.problem() == problem  # and the heartbeat pauses, saying so
         engine.store.broken.clear()
         # Retried on its own (no further state change needed).
         await engine.until(lambda: engine.store.saves >= 1, "a save after the disk came back")
         engine.monotonic.now += 2.0
         assert engine.monitor.health()[0] is True
+        assert engine.monitor.problem() is None
         await engine.monitor.stop()
 
     run(go)

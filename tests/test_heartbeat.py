@@ -70,7 +70,7 @@ async def ping_server(server: PingServer) -> AsyncIterator[str]:
 
 
 class Probe:
-    """is_progressing and on_result for run_heartbeat, recording every call."""
+    """problem and on_result for run_heartbeat, recording every call."""
 
     def __init__(self, signal: Signal) -> None:
         self.signal = signal
@@ -78,10 +78,10 @@ class Probe:
         self.asked = 0
         self.results: list[tuple[bool, str]] = []
 
-    def is_progressing(self) -> bool:
+    def problem(self) -> str | None:
         self.asked += 1
         self.signal.poke()
-        return self.progressing
+        return None if self.progressing else "the checking loop has stopped making progress"
 
     def on_result(self, ok: bool, reason: str) -> None:
         self.results.append((ok, reason))
@@ -105,7 +105,7 @@ def run_scenario(
                 run_heartbeat(
                     url,
                     session,
-                    probe.is_progressing,
+                    probe.problem,
                     stop,
                     interval=interval,
                     timeout=timeout,
@@ -157,7 +157,10 @@ def test_it_sends_nothing_while_the_loop_is_stalled_and_resumes_after(
     run_scenario(scenario)
     messages = [record.getMessage() for record in caplog.records]
     (paused,) = [m for m in messages if "paused" in m]  # one line for the whole stall
-    assert re.fullmatch(r"heartbeat paused url=http://127\.0\.0\.1:\d+ reason=checking loop stalled", paused)
+    assert re.fullmatch(
+        r"heartbeat paused url=http://127\.0\.0\.1:\d+ reason=the checking loop has stopped making progress",
+        paused,
+    )
     (resumed,) = [m for m in messages if "resumed" in m]
     assert re.fullmatch(r"heartbeat resumed url=http://127\.0\.0\.1:\d+", resumed)
 
@@ -226,7 +229,7 @@ def test_an_unreachable_url_is_reported_not_raised(caplog: pytest.LogCaptureFixt
         stop = asyncio.Event()
         async with aiohttp.ClientSession() as session:
             task = asyncio.create_task(
-                run_heartbeat(url, session, lambda: True, stop, interval=0.1, on_result=on_result)
+                run_heartbeat(url, session, lambda: None, stop, interval=0.1, on_result=on_result)
             )
             await signal.until(lambda: len(results) >= 2)
             stop.set()

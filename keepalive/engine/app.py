@@ -202,7 +202,7 @@ class MonitorApp:
 
         async def beat() -> None:
             async with aiohttp.ClientSession(trust_env=False) as session:
-                await run_heartbeat(url, session, self.monitor.is_progressing, stop)
+                await run_heartbeat(url, session, self.monitor.problem, stop)
 
         return asyncio.get_running_loop().create_task(beat(), name="heartbeat")
 

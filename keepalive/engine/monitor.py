@@ -401,6 +401,11 @@ class Monitor:
     def checks_missed(self) -> int:
         return self._scheduler.missed if self._scheduler is not None else 0
 
+    def problem(self) -> str | None:
+        """The first reason the monitor is unhealthy, or None (the heartbeat pings only then)."""
+        problems = self.snapshot().problems
+        return problems[0] if problems else None
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy?, the /health body)."""
         return to_health(self.snapshot())
