@@ -5,8 +5,9 @@ snapshot). This module keeps no monitor state and is given no settings, so nothi
 reach a page: what the snapshot holds is all there is (its URLs are already masked).
 
 Routes (GET only; aiohttp answers HEAD for each, anything else is 405, unknown paths 404):
-    /health             200 {"status": "ok", ...} or 503 {"status": "stalled", ...}; built on the
-                        loop (a few numbers), exempt from the Host check (keepalive.web.guard)
+    /health             200 {"status": "ok", ...} or 503 {"status": "stalled" or
+                        "alert_path_failing", "problems": [...], ...}; built on the loop (a few
+                        numbers), exempt from the Host check (keepalive.web.guard)
     /metrics            Prometheus text, or OpenMetrics when the scraper asks for it (Accept);
                         gzip when asked (Accept-Encoding); built off the loop (keepalive.web.render)
     /api/status         the status document, gzip when asked, built off the loop;
