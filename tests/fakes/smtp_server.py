@@ -304,6 +304,9 @@ class EndlessGreeting:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._stopping.set()
+        # close() alone does not wake a thread blocked in accept() on Linux; shutdown() does.
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for thread in self._threads:
             thread.join(5.0)
