@@ -12,7 +12,7 @@ Metrics (base units; label values are escaped by prometheus_client):
     keepalive_target_last_check_timestamp_seconds{target}  gauge
     keepalive_target_checks_total{target,result}           counter  result="ok" | "fail"
     keepalive_alerts_sent_total{channel}                   counter
-    keepalive_alerts_failed_total{channel}                 counter
+    keepalive_alerts_failed_total{channel}                 counter  refused for good
     keepalive_channel_enabled{channel}                     gauge
     keepalive_outbox_depth                                 gauge
     keepalive_oldest_undelivered_age_seconds               gauge    0 when the outbox is empty
@@ -119,7 +119,7 @@ def _channels(channels: tuple[ChannelSnapshot, ...]) -> Iterator[Metric]:
     )
     failed = CounterMetricFamily(
         "keepalive_alerts_failed",
-        "Alert delivery attempts through the channel that failed.",
+        "Alerts the channel refused for good (not retried); temporary failures are retried.",
         labels=["channel"],
     )
     enabled = GaugeMetricFamily(
