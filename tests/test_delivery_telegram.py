@@ -182,3 +182,27 @@ def test_a_deadline_ends_a_read_blocked_on_a_silent_socket() -> None:
             assert ours.recv(1) == b""  # blocked until the watchdog shut the socket down
 
         assert deadline.expired
+
+
+def test_the_total_deadline_holds_through_an_http_proxy(fake_telegram: FakeTelegram) -> None:
+    """With HTTPS_PROXY/HTTP_PROXY, requests opens its connections through a proxy manager
+    of its own; the deadline must watch those too. The fake answers proxied requests."""
+    fake_telegram.trickle(times=1, seconds=0.05)
+    session = requests.Session()
+    session.proxies = {"http": fake_telegram.url}
+    session.trust_env = False
+    send = TelegramNotifier(
+        fake_telegram.token,
+        ["7"],
+        "http://api.telegram.invalid",
+        session=session,
+        timeout=5.0,
+        deadline=1.0,
+        per_chat_interval=0.0,
+    )
+
+    with pytest.raises(NotifyError) as caught:
+        send.send("7", [make_alert()])
+
+    assert caught.value.reason == "no complete answer within 1 s"
+    assert send.send("7", [make_alert()]) == "1"  # and the proxy path works at all
