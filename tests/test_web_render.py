@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
-from keepalive.web.app import start_web
+from keepalive.web.app import negotiate, start_web
 from keepalive.web.render import RenderCache, Rendered
 from tests.test_web import STATUS, FakeView, samples_of
 
@@ -230,5 +230,49 @@ def test_a_client_that_goes_away_does_not_cancel_the_build_others_wait_for() -> 
             await leaver
         cache.close()
         assert cache.builds == 1
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("application/openmetrics-text;version=1.0.0", OPENMETRICS + "; escaping=underscores"),
+        ("application/openmetrics-text;version=1.0.01", OPENMETRICS + "; escaping=underscores"),
+        ("application/openmetrics-text;version=7.0.0;escaping=dots", OPENMETRICS + "; escaping=dots"),
+        ("application/openmetrics-text", OPENMETRICS),
+        ("application/openmetrics-text;version=0.0.1", CONTENT_TYPE_PLAIN_0_0_4),
+        (
+            "text/plain;version=1.0.0;escaping=bogus",
+            "text/plain; version=1.0.0; charset=utf-8; escaping=underscores",
+        ),
+        ("*/*", CONTENT_TYPE_PLAIN_0_0_4),
+    ],
+)
+def test_negotiation_pins_the_openmetrics_version(accept: str, content_type: str) -> None:
+    assert negotiate(accept)[1] == content_type
+
+
+def test_new_spellings_of_a_version_share_one_cached_answer() -> None:
+    async def scenario(session: aiohttp.ClientSession, base: str, view: FakeView, cache: RenderCache) -> None:
+        for version in ("1.0.0", "1.0.01", "1.0.001", "1.2.3"):
+            accept = f"application/openmetrics-text;version={version}"
+            async with session.get(base + "/metrics", headers={"Accept": accept}) as response:
+                assert response.headers["Content-Type"] == OPENMETRICS + "; escaping=underscores"
+                await response.read()
+        assert cache.builds == 1
+
+    run(scenario)
+
+
+def test_the_cache_keeps_at_most_max_entries_dropping_the_oldest() -> None:
+    async def main() -> None:
+        cache = RenderCache(clock=Clock(), max_entries=2)
+        source = object()
+        for key in ("a", "b", "c", "b", "a"):
+            await cache.get(key, source, lambda: Rendered(b"x", ()))
+        cache.close()
+        # a, b, c built; c pushed a out; b still there; a built again.
+        assert cache.builds == 4
 
     asyncio.run(main())

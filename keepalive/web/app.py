@@ -27,12 +27,13 @@ import json
 import math
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
 from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
 
 from keepalive.engine.snapshot import HistoryPoint, MonitorSnapshot, to_health, to_status_json
 from keepalive.errors import ConfigError
@@ -57,6 +58,7 @@ SEND_CHUNK = 64 * 1024
 # Middle of zlib's range: level 9 costs about twice the CPU for a few per cent fewer bytes.
 GZIP_LEVEL = 6
 _COMPACT = (",", ":")
+OPENMETRICS_PREFIX = "application/openmetrics-text; version=1.0.0;"
 
 NO_STORE = "no-store"
 # The page loads nothing but its own script and style sheet and talks only to this server.
@@ -80,6 +82,25 @@ class MonitorView(Protocol):
     def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
         """The monitor as it is now; the same object while nothing changed (it is cached)."""
         ...
+
+
+def negotiate(accept: str) -> tuple[Callable[[Collector], bytes], str]:
+    """The encoder and Content-Type for an Accept header: prometheus_client's own choice
+    (its aiohttp handler would build on the loop), with the OpenMetrics version pinned.
+
+    choose_encoder echoes whatever version >= 1.0.0 the client names (``version=1.0.01``,
+    ``7.0.0``), and answers are cached per Content-Type: unpinned, every new spelling would
+    cost a build and a cached copy. The escaping it keeps is one of four known words.
+    """
+    encoder, content_type = choose_encoder(accept)
+    if content_type.startswith("application/openmetrics-text") and not content_type.startswith(
+        OPENMETRICS_PREFIX
+    ):
+        escaping = content_type.partition("escaping=")[2] or "underscores"
+        encoder, content_type = choose_encoder(
+            f"application/openmetrics-text; version=1.0.0; escaping={escaping}"
+        )
+    return encoder, content_type
 
 
 def _finish(body: bytes, content_type: str, compress: bool) -> Rendered:
@@ -180,8 +201,7 @@ class _Handlers:
         return web.json_response(body, status=200 if healthy else 503, headers={"Cache-Control": NO_STORE})
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        # prometheus_client's own negotiation; its aiohttp handler would build on the loop.
-        encoder, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
+        encoder, content_type = negotiate(",".join(request.headers.getall(hdrs.ACCEPT, [])))
         compress = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
         snapshot = self._view.snapshot()
 

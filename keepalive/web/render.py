@@ -58,8 +58,12 @@ def _without_collections(build: Callable[[], Rendered]) -> Rendered:
 class RenderCache:
     """Builds each kind of answer in one worker thread, at most once per snapshot and max_age."""
 
-    def __init__(self, max_age: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_age: float = 1.0, clock: Callable[[], float] = time.monotonic, max_entries: int = 16
+    ) -> None:
         self._max_age = max_age
+        # Each entry may hold a 7 MB answer (10,000 targets); the kinds in use are a handful.
+        self._max_entries = max_entries
         self._clock = clock
         self._entries: dict[Hashable, _Entry] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keepalive-web-render")
@@ -79,7 +83,10 @@ class RenderCache:
         loop = asyncio.get_running_loop()
         self.builds += 1
         future = loop.run_in_executor(self._executor, _without_collections, build)
-        self._entries[key] = _Entry(source, now, future)
+        self._entries.pop(key, None)
+        self._entries[key] = _Entry(source, now, future)  # newest last
+        while len(self._entries) > self._max_entries:
+            del self._entries[next(iter(self._entries))]
         return await asyncio.shield(future)
 
     def _fresh(self, entry: _Entry, source: object, now: float) -> bool:
