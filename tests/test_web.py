@@ -16,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.parser import text_string_to_metric_families
 
 from keepalive.engine.snapshot import (
+    STATUS_ALERT_PATH,
     STATUS_OK,
     STATUS_STALLED,
     ChannelSnapshot,
@@ -584,3 +585,33 @@ def test_an_address_not_on_this_machine_is_a_config_error_naming_the_host() -> N
     assert str(caught.value).startswith(
         "MONITOR_HTTP_HOST='203.0.113.7' is invalid: cannot listen on 203.0.113.7:5005 (not an address of this machine"
     )
+
+
+class AlertPathFailingView(FakeView):
+    """Checks progress, but alerts cannot be stored: healthy is false, the loop is not stalled."""
+
+    PROBLEM = "outbox not writable: database disk image is malformed"
+
+    def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
+        return snapshot_of(
+            self.document,
+            include_history,
+            healthy=False,
+            status=STATUS_ALERT_PATH,
+            problems=(self.PROBLEM,),
+            progressing=True,
+        )
+
+
+def test_a_failing_alert_path_is_keepalive_up_0_without_a_stall_and_health_503() -> None:
+    async def scenario(session: aiohttp.ClientSession, base: str) -> None:
+        async with session.get(base + "/metrics") as response:
+            samples = samples_of(await response.text())
+        assert samples["keepalive_up", frozenset()] == 0.0
+        assert samples["keepalive_loop_stalled", frozenset()] == 0.0
+        async with session.get(base + "/health") as response:
+            assert response.status == 503
+            body = await response.json()
+        assert (body["status"], body["problems"]) == ("alert_path_failing", [AlertPathFailingView.PROBLEM])
+
+    against(AlertPathFailingView(), scenario)
