@@ -18,6 +18,11 @@ from bench.farm_control import Farm, start_farm
 
 @dataclass
 class Context:
+    """The set-up every run shares: options, children, working directory, farm, fake Bot API.
+
+    ``tools`` maps each peer to its binary (None: not installed); ``repeat`` is the round number,
+    so each run gets a working directory of its own."""
+
     args: argparse.Namespace
     children: Children
     tmp: Path
