@@ -37,6 +37,7 @@ GROUP_WAIT = 0.5
 # The worker may be inside a send; a stop does not wait out its whole timeout. Anything not yet
 # recorded as sent stays pending in the outbox and is retried after a restart.
 WORKER_STOP_WAIT = 1.5
+SWITCH_INTERVAL = 0.001
 
 
 class MonitorApp:
