@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from keepalive.engine.snapshot import MonitorSnapshot
-from tests.test_web import EVIL, FakeView, serving
+from tests.test_web import EVIL, AlertPathFailingView, FakeView, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -253,3 +253,11 @@ def test_a_screenshot_can_be_taken(tmp_path: Path) -> None:
     header = shot.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (1280, 800)
+
+
+def test_an_unhealthy_monitor_says_why_on_its_badge(tmp_path: Path) -> None:
+    dom = parse(render(AlertPathFailingView(), tmp_path / "profile", "--dump-dom"))
+    badge = dom.by_id("monitor-status")
+    assert badge.classes == {"badge", "stalled"}
+    assert badge.text() == "monitor alert path failing"
+    assert badge.attrs["title"] == AlertPathFailingView.PROBLEM
