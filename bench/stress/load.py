@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +88,8 @@ class Reloader:
                 os.kill(self.monitor.pid, signal.SIGHUP)
 
 
-def run_threads(targets: list[Any], stop: threading.Event) -> list[threading.Thread]:
+def run_threads(targets: Sequence[Fetcher | Reloader], stop: threading.Event) -> list[threading.Thread]:
+    """One daemon thread per load item, each running until ``stop`` is set."""
     threads = [threading.Thread(target=t.run, args=(stop,), daemon=True) for t in targets]
     for thread in threads:
         thread.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.context import Context
@@ -16,33 +17,48 @@ from bench.stress.load import PROMETHEUS_ACCEPT, Fetcher, Reloader, run_threads
 from bench.stress.readings import LagSamples, alerts_since, log_timings, read_events, reload_figures
 
 
-def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str, Any]:
+@dataclass
+class Load:
+    """What runs beside the monitor during one phase; every item has ``run(stop)``."""
+
+    fetchers: dict[str, Fetcher] = field(default_factory=dict)  # the reported endpoints
+    reloader: Reloader | None = None
+    others: list[Fetcher] = field(default_factory=list)  # the quiet lag sampler
+
+    def runners(self) -> list[Fetcher | Reloader]:
+        return [*self.others, *self.fetchers.values(), *([self.reloader] if self.reloader else [])]
+
+
+def build_load(ctx: Context, monitor: MonitorProcess, phase: str, samples: LagSamples) -> Load:
     args = ctx.args
     size, interval = args.targets, args.interval
-    samples = LagSamples()
-    stop = threading.Event()
-    loaders: list[Any] = []
-    fetchers: dict[str, Fetcher] = {}
-    reloader: Reloader | None = None
+    out = Load()
     load = args.load_list if phase == "loaded" else []
     encoding = {"Accept-Encoding": "gzip"} if args.gzip else {}
     if "metrics" in load:
         scrape = {"Accept": PROMETHEUS_ACCEPT, **encoding}
-        fetchers["metrics"] = Fetcher(monitor.url("/metrics"), args.scrape_every, scrape)
+        out.fetchers["metrics"] = Fetcher(monitor.url("/metrics"), args.scrape_every, scrape)
     if "status" in load:
         status_url = monitor.url(args.status_path)
-        fetchers["status"] = Fetcher(status_url, args.scrape_every, encoding, samples.add_body)
+        out.fetchers["status"] = Fetcher(status_url, args.scrape_every, encoding, samples.add_body)
     else:  # the lag is still read, lightly
         url = monitor.url("/api/status?history=0")
-        loaders.append(Fetcher(url, args.sample_every, on_body=samples.add_body))
+        out.others.append(Fetcher(url, args.sample_every, on_body=samples.add_body))
     if "sighup" in load:
         toggle = None
         if args.reload == "toggle":
             grown = targets_toml(ctx.farm, range(size + 1), interval, args.timeout, args.threshold)
             toggle = (grown, monitor.targets_file.read_text())
-        reloader = Reloader(monitor, args.sighup_every, toggle)
-        loaders.append(reloader)
-    loaders += fetchers.values()
+        out.reloader = Reloader(monitor, args.sighup_every, toggle)
+    return out
+
+
+def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str, Any]:
+    """One steady window with this phase's load; its figures (bench/README.md)."""
+    size, interval = ctx.args.targets, ctx.args.interval
+    samples = LagSamples()
+    load = build_load(ctx, monitor, phase, samples)
+    stop = threading.Event()
     status0 = monitor.status()
     began_wall = time.time()
     log_offset = monitor.log_path.stat().st_size
@@ -51,7 +67,7 @@ def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str
     # py-spy is forked before the load threads start (children.py: preexec_fn and threads).
     profiler = start_profiler(ctx, monitor.pid, f"stress-{size}-{phase}")
     own0 = sample_cpu(os.getpid(), tree=False)
-    threads = run_threads(loaders, stop)
+    threads = run_threads(load.runners(), stop)
     try:
         cpu0, cpu1, farm = steady_window(ctx, monitor.pid, size, interval)
     finally:
@@ -81,14 +97,14 @@ def measure_phase(ctx: Context, monitor: MonitorProcess, phase: str) -> dict[str
             "stalled_samples": samples.stalled,
             "worst_targets_failing_or_down": samples.worst_down,
             "alerts_received": alerts_since(ctx, began_wall),
-            "endpoints": {name: fetcher.figures() for name, fetcher in fetchers.items()},
+            "endpoints": {name: fetcher.figures() for name, fetcher in load.fetchers.items()},
             "load_client_cpu_percent": round(100 * own_cpu / own_wall, 2) if own_wall else None,
         }
     )
     if profile is not None:
         result["profile"] = profile
-    if reloader is not None:
+    if load.reloader is not None:
         events = read_events(monitor.events_path, began_wall)
         timings = log_timings(monitor.log_path, log_offset)
-        result["reload"] = reload_figures(reloader.sent, events, timings)
+        result["reload"] = reload_figures(load.reloader.sent, events, timings)
     return result
