@@ -28,3 +28,13 @@ def test_the_ring_keeps_only_the_newest_points() -> None:
     assert points[0][0] == 25.0
     assert points[-1][0] == float(HISTORY_POINTS + 24)
     assert h.uptime_percent() == 50.0
+
+
+def test_the_uptime_follows_the_points_as_they_wrap_around() -> None:
+    h = History()
+    pattern = [True, False, False, True, True, True, False]
+    for i in range(3 * HISTORY_POINTS + 11):
+        h.add(float(i), pattern[i % len(pattern)], 1.0)
+        points = h.points()
+        expected = round(100.0 * sum(1 for p in points if p[2]) / len(points), 2)
+        assert h.uptime_percent() == expected, i

@@ -17,13 +17,16 @@ _FAILED = -1.0  # latency marker of a failed check
 
 
 class History:
-    __slots__ = ("_count", "_latency", "_next", "_times")
+    __slots__ = ("_count", "_latency", "_next", "_passed", "_times")
 
     def __init__(self) -> None:
         self._times = array("d")
         self._latency = array("f")
         self._next = 0
         self._count = 0
+        # Passed checks among the points, kept as they come and go: the uptime is read after
+        # every check (the target's snapshot part), and summing the ring each time cost ~4 us.
+        self._passed = 0
 
     def add(self, at: float, ok: bool, latency_ms: float | None) -> None:
         value = (latency_ms if latency_ms is not None else 0.0) if ok else _FAILED
@@ -31,8 +34,12 @@ class History:
             self._times.append(at)
             self._latency.append(value)
         else:
+            if self._latency[self._next] != _FAILED:
+                self._passed -= 1
             self._times[self._next] = at
             self._latency[self._next] = value
+        if ok:
+            self._passed += 1
         self._next = (self._next + 1) % HISTORY_POINTS
         self._count = min(self._count + 1, HISTORY_POINTS)
 
@@ -59,8 +66,7 @@ class History:
     def uptime_percent(self) -> float | None:
         if not self._count:
             return None
-        passed = sum(1 for value in self._latency if value != _FAILED)
-        return round(100.0 * passed / len(self._latency), 2)
+        return round(100.0 * self._passed / len(self._latency), 2)
 
 
 class HistoryView(Sequence[HistoryPoint]):
