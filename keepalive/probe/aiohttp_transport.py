@@ -5,8 +5,8 @@ maps aiohttp's errors to the check's reasons here, at its edge. Differences from
 defaults, each so both transports give one answer one verdict:
 
 - redirects are not followed here: the checker follows them for both transports alike;
-- no automatic decompression: the judge inflates within 1 MiB (aiohttp would inflate a
-  whole received piece at once: a gzip bomb costs ~150 MB per check);
+- no automatic decompression: the judge inflates the body for both clients, in one place
+  with one limit (1 MiB + 1 byte of output), so a gzip bomb gets one verdict;
 - the body is read chunk by chunk and stops at 1 MiB + 1 byte and at MAX_CHUNKS chunks;
 - at most MAX_INTERIM interim (1xx) answers: aiohttp reads them in a loop until the deadline.
 """

@@ -39,7 +39,9 @@ class Failure(Exception):
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
-    headers: dict[str, str]  # lower-case names; a repeated field keeps its last value
+    # Only the fields anything reads: content-encoding, location (and framing), lower-case
+    # names; a repeated field keeps its last value.
+    headers: dict[str, str]
     body: bytes  # transfer coding removed, content coding kept; empty unless the status is 2xx
     peer: tuple[str, int] | None = None  # the address that answered, when known
     local_ip: str | None = None  # our end of that connection: equal to the peer's on this machine
