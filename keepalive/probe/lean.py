@@ -184,8 +184,8 @@ class _Exchange(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # As aiohttp: a field's name and value together within MAX_FIELD; no NUL (RFC 9110 5.5).
-        # The count is checked once the head or the trailers end: until then MAX_HEAD and
-        # MAX_WIRE bound it, and one check per field less is CPU saved on every check.
+        # The head's count is checked once it ends (MAX_HEAD bounds it until then: one test
+        # per field less on every check); trailers, which are rare, are counted as they come.
         self._fields += 1
         if len(name) + len(value) > MAX_FIELD or b"\0" in value or self._complete:
             raise _Stop if self._complete else Failure(INVALID)
@@ -193,6 +193,8 @@ class _Exchange(asyncio.Protocol):
             key = name.lower()
             if key in _KEPT:  # decoding only what is read costs less per check
                 self._headers[key.decode("latin-1")] = value.strip().decode("latin-1")
+        elif self._fields > MAX_HEADERS:  # header and trailer fields together, as aiohttp counts
+            raise Failure(INVALID)
 
     def on_headers_complete(self) -> None:
         if self._complete:
@@ -234,8 +236,6 @@ class _Exchange(asyncio.Protocol):
             self._fields = 0
             self._reason_length = 0
             return
-        if self._fields > MAX_HEADERS:  # header and trailer fields together, as aiohttp counts
-            raise Failure(INVALID)
         self._complete = True  # finished once llhttp has seen the rest of this read
 
     # -- the outcome -----------------------------------------------------------------------
