@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.targets import TargetServer
+from tests.fakes.telegram_api import FakeTelegram
 from tests.monitor_proc import ROOT, MonitorProcess, base_env, free_port, wait_until
 from tests.test_web import UNKNOWN_TARGET, FakeView, serving
 
@@ -83,8 +84,9 @@ def status(base: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_a_real_scrape_of_a_running_monitor_passes_promtool(tmp_path: Path) -> None:
-    with TargetServer() as server:
+    with TargetServer() as server, FakeTelegram() as telegram:
         server.set_mode("broken", "http500")
+        telegram.block("1")  # 403: the DOWN alert to chat 1 fails for good; chat 2 gets it
         targets = tmp_path / "targets.toml"
         targets.write_text(
             "[defaults]\ninterval = 0.2\ntimeout = 2\nfailure_threshold = 2\n"
@@ -96,10 +98,10 @@ def test_a_real_scrape_of_a_running_monitor_passes_promtool(tmp_path: Path) -> N
             tmp_path,
             MONITOR_TARGETS_FILE=str(targets),
             MONITOR_HTTP_PORT=str(port),
-            TELEGRAM_BOT_TOKEN="123123123:AAPromtoolTokenMustNeverShow_abcdefghij",
-            TELEGRAM_CHAT_ID="1",
-            # Nobody listens there: every attempt to send the DOWN alert fails.
-            TELEGRAM_API_URL=f"http://127.0.0.1:{free_port()}",
+            TELEGRAM_BOT_TOKEN=telegram.token,
+            TELEGRAM_CHAT_ID="1,2",
+            TELEGRAM_API_URL=telegram.url,
+            REPEAT_ALERTS="false",
         )
         monitor = MonitorProcess(tmp_path, env).start()
         base = f"http://127.0.0.1:{port}"
@@ -109,19 +111,22 @@ def test_a_real_scrape_of_a_running_monitor_passes_promtool(tmp_path: Path) -> N
             def settled() -> bool:
                 document = status(base)
                 states = {t["name"]: t["state"] for t in document["targets"]}
-                telegram = next(c for c in document["channels"] if c["name"] == "telegram")
-                # A refused connection is a temporary failure: retried, shown as last_error.
-                return states == {"good": "up", "broken": "down"} and telegram["last_error"] is not None
+                channel = next(c for c in document["channels"] if c["name"] == "telegram")
+                return states == {"good": "up", "broken": "down"} and (
+                    channel["failed_total"],
+                    channel["sent_total"],
+                ) == (1, 1)
 
-            wait_until(settled, timeout=30, what="a target up, one down and a failed alert")
+            wait_until(settled, timeout=30, what="a target up, one down, one alert failed and one sent")
             exposition = get(base + "/metrics")
         finally:
             monitor.stop()
     text = exposition.decode()
     assert 'keepalive_target_up{target="broken",url=' in text
-    assert 'keepalive_alerts_failed_total{channel="telegram"}' in text
+    assert 'keepalive_alerts_failed_total{channel="telegram"} 1.0' in text
+    assert 'keepalive_alerts_sent_total{channel="telegram"} 1.0' in text
     assert "keepalive_outbox_depth " in text
-    assert env["TELEGRAM_BOT_TOKEN"] not in text
+    assert telegram.token not in text
     assert_clean(exposition)
 
 
