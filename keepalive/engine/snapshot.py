@@ -131,7 +131,8 @@ def to_health(snapshot: MonitorSnapshot) -> tuple[bool, dict[str, Any]]:
     }
 
 
-def _target_json(target: TargetSnapshot, include_history: bool) -> dict[str, Any]:
+def target_json(target: TargetSnapshot, include_history: bool) -> dict[str, Any]:
+    """One target as /api/status and the page's event stream carry it."""
     item: dict[str, Any] = {
         "name": target.name,
         "url": target.url,
@@ -153,7 +154,8 @@ def _target_json(target: TargetSnapshot, include_history: bool) -> dict[str, Any
     return item
 
 
-def _channel_json(channel: ChannelSnapshot) -> dict[str, Any]:
+def channel_json(channel: ChannelSnapshot) -> dict[str, Any]:
+    """One alert channel as /api/status and the page's event stream carry it."""
     return {
         "name": channel.name,
         "enabled": channel.enabled,
@@ -168,32 +170,37 @@ def _channel_json(channel: ChannelSnapshot) -> dict[str, Any]:
 
 def to_status_json(snapshot: MonitorSnapshot, include_history: bool) -> dict[str, Any]:
     """The /api/status document: {"monitor": {...}, "targets": [...], "channels": [...]}."""
+    return {
+        "monitor": monitor_json(snapshot),
+        "targets": [target_json(t, include_history) for t in snapshot.targets],
+        "channels": [channel_json(c) for c in snapshot.channels],
+    }
+
+
+def monitor_json(snapshot: MonitorSnapshot) -> dict[str, Any]:
+    """The "monitor" part of /api/status (no per-target data: cheap at any size)."""
     lag = snapshot.schedule_lag
     return {
-        "monitor": {
-            "host": snapshot.host,
-            "version": snapshot.version,
-            "python": snapshot.python,
-            "started_at": iso(snapshot.started_at),
-            "uptime_seconds": round(snapshot.uptime_seconds, 3),
-            "status": snapshot.status,
-            "problems": list(snapshot.problems),
-            "stall_after_seconds": snapshot.stall_after_seconds,
-            "targets_total": snapshot.targets_total,
-            "targets_up": snapshot.targets_up,
-            "targets_failing": snapshot.targets_failing,
-            "targets_down": snapshot.targets_down,
-            "targets_unknown": snapshot.targets_unknown,
-            "outbox_depth": snapshot.outbox_depth,
-            "oldest_undelivered_age_seconds": _round(snapshot.oldest_undelivered_age_seconds, 3),
-            "checks_total": snapshot.checks_total,
-            "checks_missed_total": snapshot.checks_missed_total,
-            "schedule_lag_seconds": {
-                "p50": _round(lag.p50, 4),
-                "p99": _round(lag.p99, 4),
-                "max": _round(lag.max, 4),
-            },
+        "host": snapshot.host,
+        "version": snapshot.version,
+        "python": snapshot.python,
+        "started_at": iso(snapshot.started_at),
+        "uptime_seconds": round(snapshot.uptime_seconds, 3),
+        "status": snapshot.status,
+        "problems": list(snapshot.problems),
+        "stall_after_seconds": snapshot.stall_after_seconds,
+        "targets_total": snapshot.targets_total,
+        "targets_up": snapshot.targets_up,
+        "targets_failing": snapshot.targets_failing,
+        "targets_down": snapshot.targets_down,
+        "targets_unknown": snapshot.targets_unknown,
+        "outbox_depth": snapshot.outbox_depth,
+        "oldest_undelivered_age_seconds": _round(snapshot.oldest_undelivered_age_seconds, 3),
+        "checks_total": snapshot.checks_total,
+        "checks_missed_total": snapshot.checks_missed_total,
+        "schedule_lag_seconds": {
+            "p50": _round(lag.p50, 4),
+            "p99": _round(lag.p99, 4),
+            "max": _round(lag.max, 4),
         },
-        "targets": [_target_json(t, include_history) for t in snapshot.targets],
-        "channels": [_channel_json(c) for c in snapshot.channels],
     }
