@@ -18,6 +18,10 @@ from urllib.parse import unquote, urlsplit
 from dotenv import dotenv_values
 
 from keepalive.errors import ConfigError
+from keepalive.fanout import DEFAULTS as FANOUT_DEFAULTS
+from keepalive.fanout import SECRET_NAMES as FANOUT_SECRETS
+from keepalive.fanout import Fanout, load_fanout
+from keepalive.fanout import shown as fanout_shown
 from keepalive.scrub import mask, register_secret
 from keepalive.targets import MIN_INTERVAL, Target, check_url, load_targets_file, public_url
 
@@ -56,9 +60,10 @@ DEFAULTS: dict[str, str] = {
     "MONITOR_LOG_BACKUPS": "5",
     "MONITOR_PID_FILE": "monitor.pid",
     "STOP_GRACE_SECONDS": "",
+    **FANOUT_DEFAULTS,
 }
 
-SECRET_NAMES = frozenset({"TELEGRAM_BOT_TOKEN", "SMTP_PASSWORD"})
+SECRET_NAMES = frozenset({"TELEGRAM_BOT_TOKEN", "SMTP_PASSWORD"}) | FANOUT_SECRETS
 # A secret may instead be read from a file (systemd credentials, Docker secrets, a 0600 file).
 SECRET_FILES = {"TELEGRAM_BOT_TOKEN": "TELEGRAM_BOT_TOKEN_FILE", "SMTP_PASSWORD": "SMTP_PASSWORD_FILE"}
 # Settings naming a file or directory: made absolute against the repository root.
@@ -160,6 +165,8 @@ class Settings:
     log_backups: int = 5
     # Seconds stop_monitor.sh waits after SIGTERM before SIGKILL.
     stop_grace: int = 10
+    # Webhooks, Apprise, Alertmanager and replicas (SPEC 17): keepalive/fanout.py.
+    fanout: Fanout = field(default_factory=Fanout)
 
     @property
     def telegram(self) -> Channel:
@@ -197,7 +204,9 @@ class Settings:
         rows: list[tuple[str, str]] = []
         for name in DEFAULTS:
             value = self.raw.get(name, DEFAULTS[name])
-            if name in SECRET_NAMES:
+            if name in FANOUT_DEFAULTS:
+                value = fanout_shown(name, value)
+            elif name in SECRET_NAMES:
                 value = mask(secrets[name])
                 if self.raw.get(SECRET_FILES[name]):
                     value += f" from {SECRET_FILES[name]}"
@@ -473,6 +482,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
         log_max_bytes=_size("MONITOR_LOG_MAX_BYTES", get("MONITOR_LOG_MAX_BYTES")),
         log_backups=_int("MONITOR_LOG_BACKUPS", get("MONITOR_LOG_BACKUPS"), 1, 1000),
         stop_grace=stop_grace(raw, timeout),
+        fanout=load_fanout(raw),
     )
 
 
