@@ -12,7 +12,9 @@ import pytest
 
 from keepalive.alerts import Alert, AlertKind
 from keepalive.delivery.store import Outbox, Route
-from tests.fakes.delivery_fixtures import make_alert
+from keepalive.delivery.worker import DeliveryWorker
+from keepalive.events import EventLog
+from tests.fakes.delivery_fixtures import Scripted, make_alert, wait_until
 
 PAGE = 4096  # SQLite's default page size: page 1 holds the header and the schema
 
@@ -149,3 +151,25 @@ def test_a_recovery_knows_the_message_id_of_its_outages_first_down_per_recipient
         assert box.thread_root("telegram", "7", other) is None  # another outage
     finally:
         box.close()
+
+
+def test_an_alert_stored_after_the_pages_were_damaged_is_still_delivered(tmp_path: Path) -> None:
+    """Defect 6 end to end: before, every store failed ("database disk image is malformed")
+    and 0 of 1 alerts reached anyone."""
+    box = Outbox(tmp_path)
+    fake = Scripted(recipients=("7",))
+    worker = DeliveryWorker(box, [fake], EventLog(None), 3, base_delay=0.05, max_delay=0.2)
+    try:
+        fill(box)
+        checkpoint(box.path)
+        garble_pages(box.path)
+        alert = make_alert("after-the-damage")
+
+        box.put([alert], [("fake", "7")])
+        worker.start()
+        wait_until(lambda: fake.sent_to("7") == [[alert.id]], what="the alert delivered")
+        wait_until(lambda: box.depth() == 0, what="its delivery recorded")
+    finally:
+        worker.stop(5.0)
+        box.close()
+    assert len(box.set_aside) == 1
