@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ TARGET_KEYS = frozenset(
         "max_latency_ms",
         "reuse_connection",
         "follow_redirects",
+        "severity",
+        "labels",
     }
 )
 DEFAULT_KEYS = TARGET_KEYS - {"name", "url"}
@@ -49,6 +52,9 @@ class Target:
     # Redirects are followed (at most 5, never onto the monitor itself); false judges the
     # redirect answer itself, so a moved endpoint shows as "HTTP 301".
     follow_redirects: bool = True
+    # Alertmanager labels (SPEC 17): severity, and extra (name, value) pairs sorted by name.
+    severity: str = "critical"
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def public_url(self) -> str:
@@ -113,6 +119,36 @@ def _expect(where: str, value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Set by the monitor itself on every Alertmanager alert; a target may not redefine them.
+RESERVED_LABELS = frozenset({"alertname", "target", "severity"})
+
+
+def _severity(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+        raise ConfigError(
+            f"{where}: severity={value!r} is invalid: expected a word such as critical or warning"
+        )
+    return value
+
+
+def _labels(where: str, value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or len(value) > 20:
+        raise ConfigError(f'{where}: labels is invalid: expected a table of at most 20 name = "value" pairs')
+    for name, text in value.items():
+        if not _LABEL_NAME.match(name) or name.startswith("__") or name in RESERVED_LABELS:
+            raise ConfigError(
+                f"{where}: labels.{name} is invalid: expected a label name ([A-Za-z_][A-Za-z0-9_]*, "
+                "not __*, alertname, target or severity)"
+            )
+        if not isinstance(text, str) or len(text) > 200 or not text.isprintable():
+            raise ConfigError(
+                f"{where}: labels.{name}={text!r} is invalid: expected a string of at most 200 characters"
+            )
+    return tuple(sorted(value.items()))
+
+
 def _options(where: str, raw: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
     """Validate the per-target options present in ``raw``; returns them normalised."""
     unknown = sorted(set(raw) - allowed)
@@ -130,6 +166,10 @@ def _options(where: str, raw: dict[str, Any], allowed: frozenset[str]) -> dict[s
         out["max_latency_ms"] = float(_number(where, "max_latency_ms", raw["max_latency_ms"], 1, False))
     if "expect_status" in raw:
         out["expect_status"] = _expect(where, raw["expect_status"])
+    if "severity" in raw:
+        out["severity"] = _severity(where, raw["severity"])
+    if "labels" in raw:
+        out["labels"] = _labels(where, raw["labels"])
     for key in ("reuse_connection", "follow_redirects"):
         if key in raw:
             if not isinstance(raw[key], bool):
