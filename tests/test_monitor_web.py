@@ -84,7 +84,7 @@ def test_health_is_ok_while_checks_progress(running: tuple[str, TargetServer, Mo
 
 def test_api_status_shows_each_target_and_channel(running: tuple[str, TargetServer, MonitorProcess]) -> None:
     base, _, _ = running
-    code, doc = get_json(base + "/api/status")
+    code, doc = get_json(base + "/api/status?history=1")
     assert code == 200
     targets = {t["name"]: t for t in doc["targets"]}
     assert targets[EVIL]["state"] == "up"

@@ -338,7 +338,7 @@ def test_api_status_returns_the_whole_document_uncached() -> None:
     view = FakeView()
 
     async def scenario(session: aiohttp.ClientSession, base: str) -> None:
-        async with session.get(base + "/api/status") as response:
+        async with session.get(base + "/api/status?history=1") as response:
             assert response.status == 200
             assert response.headers["Cache-Control"] == "no-store"
             assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -116,7 +116,7 @@ SCRAPES = {
         {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"},
     ),
     "/api/status?history=0 gzip": ("/api/status?history=0", {"Accept-Encoding": "gzip"}),
-    "/api/status (history) gzip": ("/api/status", {"Accept-Encoding": "gzip"}),
+    "/api/status (history) gzip": ("/api/status?history=1", {"Accept-Encoding": "gzip"}),
 }
 
 

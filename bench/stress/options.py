@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scrape-every", type=float, default=1.0, help="seconds between fetches of each endpoint"
     )
     parser.add_argument(
-        "--status-path", default="/api/status", help="the status fetch (default: with history)"
+        "--status-path", default="/api/status?history=1", help="the status fetch (default: with history)"
     )
     parser.add_argument(
         "--load", default=",".join(LOADS), help="the loaded phase's load: any of metrics,status,sighup"

@@ -10,9 +10,14 @@ Routes (GET only; aiohttp answers HEAD for each, anything else is 405, unknown p
                         numbers), exempt from the Host check (keepalive.web.guard)
     /metrics            Prometheus text, or OpenMetrics when the scraper asks for it (Accept);
                         gzip when asked (Accept-Encoding); built off the loop (keepalive.web.render)
-    /api/status         the status document, gzip when asked, built off the loop;
-                        ``?history=0`` leaves out the per-target history
-    /                   the status page, which polls /api/status
+    /api/status         the status document, gzip when asked, built off the loop; without
+                        the per-target history unless ``?history=1`` (the page's list needs
+                        none, and history is most of the weight: 28 MB at 10,000 targets)
+    /api/targets/<name> one target with its history and recent state changes (the page's
+                        detail view), 404 for a name the monitor does not check
+    /api/events         Server-Sent Events: rows as they are checked, state changes
+                        (keepalive.web.stream); its own cap of 100 streams
+    /                   the status page, fed by /api/events (polling /api/status as fallback)
     /static/status.js   its script, served separately so the page's CSP needs no inline code
     /static/status.css  its style sheet
 """
@@ -35,11 +40,19 @@ from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
-from keepalive.engine.snapshot import HistoryPoint, MonitorSnapshot, to_health, to_status_json
+from keepalive.engine.snapshot import (
+    HistoryPoint,
+    MonitorSnapshot,
+    TargetSnapshot,
+    target_json,
+    to_health,
+    to_status_json,
+)
 from keepalive.errors import ConfigError
 from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, host_check, machine_names
 from keepalive.web.metrics import build_registry
 from keepalive.web.render import RenderCache, Rendered
+from keepalive.web.stream import PING_INTERVAL, RETRY_MS, EventHub, Stream
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -72,6 +85,8 @@ PAGE_HEADERS = {
     # Revalidate rather than cache forever: the files change when the monitor is upgraded.
     "Cache-Control": "no-cache",
 }
+# How often an open stream looks whether its client has gone (it learns it from no write).
+STREAM_CHECK_INTERVAL = 1.0
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 _TRUE_WORDS = frozenset({"", "1", "true", "yes", "on"})
 
@@ -82,6 +97,10 @@ class MonitorView(Protocol):
     def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
         """The monitor as it is now; the same object while nothing changed (it is cached)."""
         ...
+
+
+# One target with its history, or None when the monitor does not check that name.
+TargetLookup = Callable[[str], TargetSnapshot | None]
 
 
 def negotiate(accept: str) -> tuple[Callable[[Collector], bytes], str]:
@@ -187,10 +206,19 @@ def _reset(request: web.Request) -> None:
 
 
 class _Handlers:
-    def __init__(self, view: MonitorView, cache: RenderCache, send_timeout: float) -> None:
+    def __init__(
+        self,
+        view: MonitorView,
+        cache: RenderCache,
+        send_timeout: float,
+        hub: EventHub,
+        lookup: TargetLookup | None,
+    ) -> None:
         self._view = view
         self._cache = cache
         self._send_timeout = send_timeout
+        self._hub = hub
+        self._lookup = lookup
         # Read once: a missing file should fail at start-up, not on the first visitor.
         self._page = (STATIC_DIR / "status.html").read_bytes()
         self._script = (STATIC_DIR / "status.js").read_bytes()
@@ -212,7 +240,7 @@ class _Handlers:
         return await _send(request, rendered, "Accept, Accept-Encoding", self._send_timeout)
 
     async def api_status(self, request: web.Request) -> web.StreamResponse:
-        word = request.query.get("history", "1").strip().lower()
+        word = request.query.get("history", "0").strip().lower()
         if word not in _FALSE_WORDS and word not in _TRUE_WORDS:
             return web.json_response(
                 {"error": f"history={word!r} is invalid: expected 0 or 1"},
@@ -230,6 +258,81 @@ class _Handlers:
 
         rendered = await self._cache.get(("status", include_history, compress), snapshot, build)
         return await _send(request, rendered, "Accept-Encoding", self._send_timeout)
+
+    async def target(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if self._lookup is not None:
+            row = self._lookup(name)
+        else:  # a view without runtimes (tests): its whole snapshot, fine for a handful
+            row = next((t for t in self._view.snapshot(True).targets if t.name == name), None)
+        if row is None:
+            shown = name if len(name) <= 100 else name[:100] + "..."
+            return web.json_response(
+                {"error": f"no target named {shown!r}"}, status=404, headers={"Cache-Control": NO_STORE}
+            )
+        body = {
+            "target": target_json(row, include_history=row.history is not None),
+            "changes": [change.as_json() for change in self._hub.recent_changes(name)],
+        }
+        return web.json_response(body, headers={"Cache-Control": NO_STORE})
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        hub = self._hub
+        if len(hub.streams) >= hub.max_streams:
+            return web.json_response(
+                {"error": f"too many open event streams (at most {hub.max_streams}); poll /api/status"},
+                status=503,
+                headers={"Cache-Control": NO_STORE, "Retry-After": "10"},
+            )
+        response = web.StreamResponse(
+            headers={
+                hdrs.CONTENT_TYPE: "text/event-stream; charset=utf-8",
+                hdrs.CACHE_CONTROL: NO_STORE,
+                "X-Accel-Buffering": "no",  # nginx would otherwise hold events back
+            }
+        )
+        await response.prepare(request)
+        if request.method == hdrs.METH_HEAD:
+            return response
+        stream, first = hub.open(request.headers.get("Last-Event-ID"))
+        try:
+            await self._stream(request, response, stream, [f"retry: {RETRY_MS}\n\n".encode(), *first])
+        except (ConnectionError, TimeoutError):
+            _reset(request)
+        finally:
+            hub.close(stream)
+        return response
+
+    async def _stream(
+        self, request: web.Request, response: web.StreamResponse, stream: Stream, first: list[bytes]
+    ) -> None:
+        """Write events until the client goes, falls too far behind (reset) or the server stops."""
+        await self._write(response, first)
+        loop = asyncio.get_running_loop()
+        last_write = loop.time()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STREAM_CHECK_INTERVAL):
+                    await stream.wake.wait()
+            if stream.ended:
+                await response.write_eof()
+                return
+            if stream.dropped:
+                raise TimeoutError  # it did not take what it was sent: reset, it reconnects
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return
+            events = stream.take()
+            if not events and loop.time() - last_write >= PING_INTERVAL:
+                events = [b": ping\n\n"]
+            if events:
+                await self._write(response, events)
+                last_write = loop.time()
+
+    async def _write(self, response: web.StreamResponse, events: list[bytes]) -> None:
+        async with asyncio.timeout(self._send_timeout):
+            for event in events:
+                await response.write(event)
 
     async def page(self, request: web.Request) -> web.Response:
         return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
@@ -255,6 +358,8 @@ def create_app(
     limit: ConnectionLimit | None = None,
     cache: RenderCache | None = None,
     send_timeout: float = SEND_TIMEOUT,
+    hub: EventHub | None = None,
+    lookup: TargetLookup | None = None,
 ) -> web.Application:
     """The aiohttp application serving /health, /metrics, /api/status and the status page.
 
@@ -262,14 +367,20 @@ def create_app(
     keepalive.web.guard.allowed_names). ``limit``: the connection cap whose idle tracking
     needs a middleware. ``cache``: where answers are built (a fresh one by default).
     ``send_timeout``: how long a client may take to receive /metrics or /api/status.
+    ``hub``: what /api/events streams (the engine publishes into it; a fresh one, fed
+    nothing but the monitor summary, by default). ``lookup``: one target with its history
+    for /api/targets/<name> (without it, the name is looked up in a full snapshot).
     """
     cache = cache or RenderCache()
-    handlers = _Handlers(view, cache, send_timeout)
+    hub = hub if hub is not None else EventHub(view)
+    handlers = _Handlers(view, cache, send_timeout, hub, lookup)
     middlewares = [host_check(host_names)] if limit is None else [limit.middleware, host_check(host_names)]
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/api/status", handlers.api_status)
+    app.router.add_get("/api/targets/{name:.+}", handlers.target)
+    app.router.add_get("/api/events", handlers.events)
     app.router.add_get("/", handlers.page)
     app.router.add_get("/static/status.js", handlers.script)
     app.router.add_get("/static/status.css", handlers.style)
@@ -278,6 +389,14 @@ def create_app(
     async def close_cache(app: web.Application) -> None:
         cache.close()
 
+    async def start_hub(app: web.Application) -> None:
+        hub.start()
+
+    async def stop_hub(app: web.Application) -> None:
+        await hub.stop()  # before connections are closed: every stream ends cleanly
+
+    app.on_startup.append(start_hub)
+    app.on_shutdown.append(stop_hub)
     app.on_cleanup.append(close_cache)
     return app
 
@@ -315,6 +434,8 @@ async def start_web(
     extra_host_names: Iterable[str] = (),
     cache: RenderCache | None = None,
     send_timeout: float = SEND_TIMEOUT,
+    hub: EventHub | None = None,
+    lookup: TargetLookup | None = None,
 ) -> web.AppRunner:
     """Serve the endpoint on host:port and return the runner; ``await runner.cleanup()`` stops it.
 
@@ -323,7 +444,7 @@ async def start_web(
     """
     limit = ConnectionLimit(max_connections)
     names = allowed_names(host, (*extra_host_names, *await machine_names()))
-    app = create_app(view, names, limit, cache, send_timeout)
+    app = create_app(view, names, limit, cache, send_timeout, hub, lookup)
     # No access log: it would write a second, Apache-style line format into the monitor's log,
     # once per scrape. A short shutdown timeout keeps a stop prompt: every answer is quick.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=idle_timeout)
