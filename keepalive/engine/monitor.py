@@ -179,6 +179,9 @@ class Monitor:
         # save: building all 50,000 on every save held the loop ~300 ms.
         self._saved_records: dict[str, dict[str, Any]] = {}
         self._unsaved: dict[str, TargetRuntime] = {}
+        # Called after each handled check with (runtime, status before it): the live page's
+        # EventHub (keepalive.web.stream). It must cost O(1) and never raise.
+        self.on_checked: Callable[[TargetRuntime, Status], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -287,8 +290,11 @@ class Monitor:
         if lag > self._lag_max:
             self._lag_max = lag
         self._last_progress = clock.time()
+        before = rt.observed.state.status
         try:
             self.handle_result(rt, result)
+            if self.on_checked is not None:
+                self.on_checked(rt, before)
         except Exception:  # a bug in handling one result must not end this target's checks
             log.exception("handling a check result failed target=%r", rt.target.name)
         self._scheduler.advance(rt)
