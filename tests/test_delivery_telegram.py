@@ -206,3 +206,21 @@ def test_the_total_deadline_holds_through_an_http_proxy(fake_telegram: FakeTeleg
 
     assert caught.value.reason == "no complete answer within 1 s"
     assert send.send("7", [make_alert()]) == "1"  # and the proxy path works at all
+
+
+def test_a_group_move_is_kept_in_the_outbox_and_followed_after_a_restart(
+    fake_telegram: FakeTelegram, harness: DeliveryHarness
+) -> None:
+    fake_telegram.migrate(OLD_GROUP, to=NEW_GROUP)
+    harness.run([to_fake(fake_telegram, [OLD_GROUP])], [make_alert("before")])
+
+    assert harness.outbox.moves("telegram") == {OLD_GROUP: NEW_GROUP}
+    restarted = to_fake(fake_telegram, [OLD_GROUP])  # a new process: a notifier that knows nothing
+    harness.run([restarted], [make_alert("after")])
+
+    assert [a.status for a in fake_telegram.attempts_to(OLD_GROUP)] == [400]  # not asked again
+    assert [m.rendered.splitlines()[0] for m in fake_telegram.messages_to(NEW_GROUP)] == [
+        "🔴 DOWN · before",
+        "🔴 DOWN · after",
+    ]
+    assert restarted.migrated() == {OLD_GROUP: NEW_GROUP}

@@ -21,7 +21,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending
     ON deliveries (channel, recipient) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS moves (
+    channel   TEXT NOT NULL,
+    recipient TEXT NOT NULL,  -- as configured
+    moved_to  TEXT NOT NULL,
+    at        REAL NOT NULL,
+    PRIMARY KEY (channel, recipient)
+);
 """
 
 
@@ -372,6 +379,26 @@ class Outbox:
             (alert_id(alert.target, alert.since, AlertKind.DOWN, 0), channel, recipient),
         )
         return str(rows[0][0]) if rows else None
+
+    # -- recipients that moved -------------------------------------------------------------------
+
+    def record_moves(self, channel: str, moves: Mapping[str, str]) -> None:
+        """Remember that these recipients of ``channel`` now live under new ids."""
+        now = self._clock()
+        rows = [(channel, old, new, now) for old, new in moves.items()]
+        self._write(
+            lambda db: db.executemany(
+                "INSERT INTO moves (channel, recipient, moved_to, at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (channel, recipient) DO UPDATE SET moved_to = excluded.moved_to,"
+                " at = excluded.at",
+                rows,
+            )
+        )
+
+    def moves(self, channel: str) -> dict[str, str]:
+        """Recipients of ``channel`` known to have moved: configured id -> new id."""
+        rows = self._query("SELECT recipient, moved_to FROM moves WHERE channel = ?", (channel,))
+        return {str(old): str(new) for old, new in rows}
 
     # -- recording outcomes ----------------------------------------------------------------------
 

@@ -85,6 +85,8 @@ class DeliveryWorker(threading.Thread):
         self._due: dict[Key, float] = {}
         # Unexpected exceptions in a row per message head: only these count toward giving up.
         self._unexpected: dict[Key, int] = {}
+        # Recipient moves already in the outbox, per channel (see Notifier.moved_recipients).
+        self._moves: dict[str, dict[str, str]] = {}
         # Queues whose last sending thread hit an error (the database, most likely): left alone
         # for a moment, so a broken disk does not turn into a busy loop. Monotonic.
         self._paused: dict[tuple[str, str], float] = {}
@@ -122,7 +124,17 @@ class DeliveryWorker(threading.Thread):
         pending; sends in flight finish with the notifier they started with."""
         with self._lock:
             self._notifiers = {notifier.channel: notifier for notifier in notifiers}
+            self._moves = {}
         self._ledger.know(list(self._notifiers))
+        for notifier in notifiers:
+            try:
+                known = self._outbox.moves(notifier.channel)
+            except Exception as exc:  # the moves are an optimisation; delivery goes on without
+                log.error("cannot read recipient moves error=%s", scrub(f"{type(exc).__name__}: {exc}"))
+                continue
+            notifier.follow_moves(known)
+            with self._lock:
+                self._moves[notifier.channel] = dict(known)
         self._wakeup.set()
 
     def set_digest_after(self, digest_after: int) -> None:
@@ -259,6 +271,7 @@ class DeliveryWorker(threading.Thread):
         except Exception as exc:
             error = exc
             trace = traceback.format_exc()
+        self._keep_moves(notifier)
         with self._lock:
             unexpected = self._unexpected.get(keys[0], 0) + 1
         outcome = self._policy.outcome(error, attempt, unexpected_in_row=unexpected, message_id=message_id)
@@ -279,6 +292,24 @@ class DeliveryWorker(threading.Thread):
             return False
         self._record_retry(message, keys, outcome)
         return False
+
+    def _keep_moves(self, notifier: Notifier) -> None:
+        """Store moves the notifier learnt during this send, so the next process knows them."""
+        moves = notifier.moved_recipients()
+        if not moves:
+            return
+        with self._lock:
+            known = self._moves.setdefault(notifier.channel, {})
+            new = {old: moved for old, moved in moves.items() if known.get(old) != moved}
+        if not new:
+            return
+        try:
+            self._outbox.record_moves(notifier.channel, new)
+        except Exception as exc:  # kept in memory by the notifier all the same
+            log.error("cannot store recipient moves error=%s", scrub(f"{type(exc).__name__}: {exc}"))
+            return
+        with self._lock:
+            known.update(new)
 
     def _record_sent(self, message: Message, keys: list[Key], message_id: str | None) -> bool:
         now = self._clock()

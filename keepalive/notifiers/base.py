@@ -15,11 +15,15 @@ Contract of ``Notifier.send(recipient, alerts, reply_to=None)``:
 ``digest_capacity(alerts)``: how many of ``alerts``, from the first, one digest message can
 name in full. Channels without a length limit keep the default (all of them); the worker
 sends the rest in the next digest.
+
+``moved_recipients()`` / ``follow_moves(moves)``: a channel whose server can move a recipient
+(Telegram's ``migrate_to_chat_id``) reports the moves it learnt; the worker stores them in the
+outbox and hands them back to the next process. Others keep the defaults (no moves).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from keepalive.alerts import Alert
@@ -51,3 +55,12 @@ class Notifier(Protocol):
     def digest_capacity(self, alerts: Sequence[Alert]) -> int:
         """How many of ``alerts`` one digest message names in full: all of them by default."""
         return len(alerts)
+
+    def moved_recipients(self) -> Mapping[str, str]:
+        """Recipients the server said have moved (a Telegram group upgraded to a supergroup):
+        configured id -> the id sent to now. The outbox keeps them across restarts."""
+        return {}
+
+    def follow_moves(self, moves: Mapping[str, str]) -> None:
+        """Send to the new ids of recipients known to have moved (read back after a restart)."""
+        return None

@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -235,9 +235,20 @@ class TelegramNotifier(Notifier):
         return self._chat_ids
 
     def migrated(self) -> dict[str, str]:
-        """Chat ids Telegram moved in this process: old id -> new id."""
+        """Chat ids Telegram moved: configured id -> new id."""
         with self._lock:
             return dict(self._migrated)
+
+    def moved_recipients(self) -> Mapping[str, str]:
+        """The chat moves learnt from Telegram (see ``migrated``), for the outbox to keep."""
+        return self.migrated()
+
+    def follow_moves(self, moves: Mapping[str, str]) -> None:
+        """Send to these new chat ids from now on (moves stored by an earlier process)."""
+        with self._lock:
+            for old, new in moves.items():
+                if old in self._chat_ids:
+                    self._migrated.setdefault(old, new)
 
     def send(self, recipient: str, alerts: Sequence[Alert], reply_to: str | None = None) -> str | None:
         """Send one message to one chat; returns Telegram's message id. Raises NotifyError.
