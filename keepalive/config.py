@@ -22,6 +22,10 @@ from keepalive.fanout import DEFAULTS as FANOUT_DEFAULTS
 from keepalive.fanout import SECRET_NAMES as FANOUT_SECRETS
 from keepalive.fanout import Fanout, load_fanout
 from keepalive.fanout import shown as fanout_shown
+from keepalive.policy.settings import DEFAULTS as QUIET_DEFAULTS
+from keepalive.policy.settings import SECRET_NAMES as QUIET_SECRETS
+from keepalive.policy.settings import Quiet, load_quiet
+from keepalive.policy.settings import shown as quiet_shown
 from keepalive.scrub import mask, register_secret
 from keepalive.targets import MIN_INTERVAL, Target, check_url, load_targets_file, public_url
 
@@ -61,9 +65,10 @@ DEFAULTS: dict[str, str] = {
     "MONITOR_PID_FILE": "monitor.pid",
     "STOP_GRACE_SECONDS": "",
     **FANOUT_DEFAULTS,
+    **QUIET_DEFAULTS,
 }
 
-SECRET_NAMES = frozenset({"TELEGRAM_BOT_TOKEN", "SMTP_PASSWORD"}) | FANOUT_SECRETS
+SECRET_NAMES = frozenset({"TELEGRAM_BOT_TOKEN", "SMTP_PASSWORD"}) | FANOUT_SECRETS | QUIET_SECRETS
 # A secret may instead be read from a file (systemd credentials, Docker secrets, a 0600 file).
 SECRET_FILES = {"TELEGRAM_BOT_TOKEN": "TELEGRAM_BOT_TOKEN_FILE", "SMTP_PASSWORD": "SMTP_PASSWORD_FILE"}
 # Settings naming a file or directory: made absolute against the repository root.
@@ -167,6 +172,8 @@ class Settings:
     stop_grace: int = 10
     # Webhooks, Apprise, Alertmanager and replicas (SPEC 17): keepalive/fanout.py.
     fanout: Fanout = field(default_factory=Fanout)
+    # The API token, MONITOR_HTTP_AUTH and MAX_SILENCE (SPEC 12, 13): keepalive/policy/settings.py.
+    quiet: Quiet = field(default_factory=Quiet)
 
     @property
     def telegram(self) -> Channel:
@@ -206,6 +213,8 @@ class Settings:
             value = self.raw.get(name, DEFAULTS[name])
             if name in FANOUT_DEFAULTS:
                 value = fanout_shown(name, value)
+            elif name in QUIET_DEFAULTS:
+                value = quiet_shown(name, value)
             elif name in SECRET_NAMES:
                 value = mask(secrets[name])
                 if self.raw.get(SECRET_FILES[name]):
@@ -483,6 +492,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
         log_backups=_int("MONITOR_LOG_BACKUPS", get("MONITOR_LOG_BACKUPS"), 1, 1000),
         stop_grace=stop_grace(raw, timeout),
         fanout=load_fanout(raw),
+        quiet=load_quiet(raw),
     )
 
 
