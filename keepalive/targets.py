@@ -7,10 +7,13 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from keepalive.errors import ConfigError
+
+if TYPE_CHECKING:
+    from keepalive.probe.conditions import Condition
 
 MIN_INTERVAL = 0.1
 
@@ -29,9 +32,19 @@ TARGET_KEYS = frozenset(
         "follow_redirects",
         "severity",
         "labels",
+        # Kinds of check (SPEC 14, keepalive.probe.kinds): the kind follows from the keys.
+        "push_token",
+        "grace",
+        "log",
+        "patterns",
+        "window",
+        "max_matches",
+        "conditions",
+        "cert_warn_days",
+        "tls_ca_file",
     }
 )
-DEFAULT_KEYS = TARGET_KEYS - {"name", "url"}
+DEFAULT_KEYS = TARGET_KEYS - {"name", "url", "push_token", "log", "conditions", "patterns"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +68,32 @@ class Target:
     # Alertmanager labels (SPEC 17): severity, and extra (name, value) pairs sorted by name.
     severity: str = "critical"
     labels: tuple[tuple[str, str], ...] = ()
+    # Kinds of check other than HTTP (SPEC 14); see keepalive.probe.kinds for how each is read.
+    push_token: str | None = None  # push: a secret, never shown (the url is push://<name>)
+    grace: float | None = None  # push: slack after the interval; None: the interval
+    log: str | None = None  # log file: its path (the url is file://<path>)
+    patterns: tuple[str, ...] = ()
+    window: float = 300.0
+    max_matches: int = 0
+    conditions: tuple[Condition, ...] = ()  # http: JSONPath conditions on the body
+    cert_warn_days: tuple[int, ...] = (14, 3)  # https: EXPIRING thresholds, () off
+    tls_ca_file: str | None = None  # https: a private CA to trust (PEM)
 
     @property
     def public_url(self) -> str:
         """The URL as it may be shown anywhere (events, alerts, pages, metrics): no password."""
         return public_url(self.url)
+
+    @property
+    def kind(self) -> str:
+        """``http``, ``tcp``, ``push`` or ``log``: from the keys the target was given."""
+        if self.push_token is not None:
+            return "push"
+        if self.log is not None:
+            return "log"
+        if self.url.startswith("tcp://"):
+            return "tcp"
+        return "http"
 
 
 def check_url(value: str) -> str | None:
@@ -175,6 +209,9 @@ def _options(where: str, raw: dict[str, Any], allowed: frozenset[str]) -> dict[s
             if not isinstance(raw[key], bool):
                 raise ConfigError(f"{where}: {key}={raw[key]!r} is invalid: expected true or false")
             out[key] = raw[key]
+    from keepalive.probe.kinds import kind_options  # the probe package imports this module
+
+    out.update(kind_options(where, raw))
     return out
 
 
@@ -231,14 +268,23 @@ def load_targets_file(path: Path, base: dict[str, Any]) -> tuple[Target, ...]:
                 " (each target needs its own name)"
             )
         seen[_name_key(name)] = name
-        url = raw.get("url")
-        if not isinstance(url, str) or not url:
-            raise ConfigError(f"{where}: url is missing")
-        problem = check_url(url)
-        if problem:
-            raise ConfigError(f"{where}: url={url!r} is invalid: {problem}")
         options = {**defaults, **_options(where, raw, TARGET_KEYS)}
         options.pop("name", None)
+        from keepalive.probe.kinds import check_target, target_url  # the probe package imports us
+
+        url = target_url(where, name, raw)
+        if url is None:
+            url = raw.get("url")
+            if not isinstance(url, str) or not url:
+                raise ConfigError(f"{where}: url is missing (or push_token, or log)")
+            problem = check_url(url)
+            if problem:
+                raise ConfigError(f"{where}: url={url!r} is invalid: {problem}")
         options.pop("url", None)
-        targets.append(Target(name=name, url=url, **options))
+        target = Target(name=name, url=url, **options)
+        check_target(where, target, raw)
+        targets.append(target)
+    from keepalive.probe.kinds import check_together
+
+    check_together(source, targets)
     return tuple(targets)
