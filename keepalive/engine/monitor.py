@@ -145,7 +145,9 @@ class Monitor:
         self.worker = worker
         self.notifiers = list(notifiers)
         self._notifier_factory = notifier_factory
-        self.checker: CheckerLike = checker if checker is not None else Checker()
+        # A redirect onto our own endpoint must not pass as a healthy target (issue 9).
+        own = [(settings.http_host, settings.http_port)]
+        self.checker: CheckerLike = checker if checker is not None else Checker(own_endpoints=own)
         self.hostname = hostname or socket.gethostname()
         self.clock = clock  # wall time: shown and stored, never used to schedule
         self._monotonic = monotonic
