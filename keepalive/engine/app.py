@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -22,12 +22,17 @@ from keepalive.config import Settings, load_settings
 from keepalive.delivery.outbox import DeliveryWorker, Outbox
 from keepalive.engine.announcer import AlertPolicy
 from keepalive.engine.monitor import CheckerLike, Monitor
+from keepalive.engine.runtime import view_with_history
+from keepalive.engine.snapshot import TargetSnapshot
 from keepalive.engine.statelock import StateDirLock
 from keepalive.errors import ConfigError
 from keepalive.events import EventLog
 from keepalive.logfile import reopen_log_files
 from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.factory import build_notifiers
+
+if TYPE_CHECKING:
+    from keepalive.web.stream import EventHub
 
 log = logging.getLogger("keepalive.monitor")
 
@@ -63,6 +68,7 @@ class MonitorApp:
         self._load = load
         self._reloading = asyncio.Lock()
         self.web_address: str | None = None
+        self.hub: EventHub | None = None  # the page's event stream, while the web endpoint runs
 
     @classmethod
     def build(
@@ -127,7 +133,17 @@ class MonitorApp:
         checking = delivering = False
         try:
             if settings.http_port:
-                runner = await start_web(self.monitor, settings.http_host, settings.http_port)
+                from keepalive.web.stream import EventHub
+
+                self.hub = EventHub(self.monitor)
+                self.monitor.on_checked = self.hub.checked
+                runner = await start_web(
+                    self.monitor,
+                    settings.http_host,
+                    settings.http_port,
+                    hub=self.hub,
+                    lookup=self._target_with_history,
+                )
                 self.web_address = _first_address(runner.addresses)
             await self.monitor.start()
             checking = True
@@ -185,11 +201,17 @@ class MonitorApp:
             applied = time.monotonic()
             self.monitor.apply_reload(plan)
             self.settings = new
+            if self.hub is not None:
+                self.hub.reset("configuration reloaded")
             log.info(
                 "reload timing off_loop_seconds=%.3f on_loop_seconds=%.3f",
                 read,
                 time.monotonic() - applied,
             )
+
+    def _target_with_history(self, name: str) -> TargetSnapshot | None:
+        rt = self.monitor.runtimes.get(name)
+        return None if rt is None else view_with_history(rt)
 
     def close(self) -> None:
         self.events.close()

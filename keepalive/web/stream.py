@@ -25,9 +25,10 @@ How it stays off the checking loop's back:
   streams are busy connections, which the cap never closes to make room.
 
 Events (each ``data`` is one JSON line):
-    reset     {"reason": ...}: fetch /api/status afresh
-    update    {"targets": [row, ...], "changes": [change, ...], "removed": [name, ...],
-               "monitor": {...}, "channels": [...]}; rows as in /api/status (no history);
+    reset     {"reason": ...}: fetch /api/status afresh (first connection, too far behind,
+              or a reload changed the targets)
+    update    {"targets": [row, ...], "changes": [change, ...], "monitor": {...},
+               "channels": [...]}; rows as in /api/status (no history);
                "monitor"/"channels" at most once a second; a change is
                {"target", "from", "to", "at", "reason"}
     comment   ``: ping`` every ``ping_interval`` (15 s) so proxies keep the stream open
@@ -129,14 +130,12 @@ def frame(event: str, data: str, event_id: str | None = None) -> bytes:
 def _build_update(
     rows: Sequence[TargetSnapshot],
     changes: Sequence[Change],
-    removed: Sequence[str],
     snapshot: MonitorSnapshot | None,
 ) -> str:
     # Runs in the hub's worker thread: reads only immutable snapshots.
     document: dict[str, Any] = {
         "targets": [target_json(row, include_history=False) for row in rows],
         "changes": [change.as_json() for change in changes],
-        "removed": list(removed),
     }
     if snapshot is not None:
         document["monitor"] = monitor_json(snapshot)
@@ -164,7 +163,6 @@ class EventHub:
         self._ring: deque[tuple[int, bytes]] = deque(maxlen=RING_SIZE)
         self._pending: dict[str, TargetRuntime | TargetSnapshot] = {}
         self._changes: list[Change] = []
-        self._removed: list[str] = []
         self._recent: dict[str, deque[Change]] = {}
         self.streams: set[Stream] = set()
         self._last_stream_at = -RESUME_GRACE
@@ -189,11 +187,16 @@ class EventHub:
         if before is not None and row.state is not before:
             self._record(Change(row.name, before, row.state, row.last_check, row.last_reason))
 
-    def removed(self, name: str) -> None:
-        """A reload removed ``name``: open pages drop its row."""
-        self._pending.pop(name, None)
-        self._recent.pop(name, None)
-        self._removed.append(name)
+    def reset(self, reason: str) -> None:
+        """Every open page fetches /api/status afresh (a reload added, changed or removed
+        targets). What was pending is dropped: the fresh document holds it."""
+        self._pending.clear()
+        self._changes.clear()
+        self._ring.clear()
+        self._sequence += 1  # no id from before the reset resumes
+        event = frame("reset", json.dumps({"reason": reason}), f"{self._run}.{self._sequence}")
+        for stream in self.streams:
+            stream.push(event)
 
     def _record(self, change: Change) -> None:
         self._changes.append(change)
@@ -259,15 +262,14 @@ class EventHub:
         if not self.streams and now - self._last_stream_at > RESUME_GRACE:
             # Nobody is listening or about to resume: build nothing, forget the ring. What is
             # dropped moves the sequence on, so no old id can claim to be up to date.
-            if self._pending or self._changes or self._removed:
+            if self._pending or self._changes:
                 self._sequence += 1
             self._pending.clear()
             self._changes.clear()
-            self._removed.clear()
             self._ring.clear()
             return
         summary_due = now - self._last_summary >= SUMMARY_INTERVAL and self._source is not None
-        if not (self._pending or self._changes or self._removed or summary_due):
+        if not (self._pending or self._changes or summary_due):
             return
         # Rows are built here, on the loop, from the runtimes (each cached until its next
         # check, and the same object the next snapshot reuses); serialising is in the thread.
@@ -276,17 +278,17 @@ class EventHub:
             for item in self._pending.values()
             if not _retired(item)
         ]
-        changes, removed = self._changes, self._removed
-        self._pending, self._changes, self._removed = {}, [], []
+        changes = self._changes
+        self._pending, self._changes = {}, []
         snapshot = None
         if summary_due and self._source is not None:
             snapshot = self._source.snapshot()
             self._last_summary = now
         if self._executor is not None:
             loop = asyncio.get_running_loop()
-            data = await loop.run_in_executor(self._executor, _build_update, rows, changes, removed, snapshot)
+            data = await loop.run_in_executor(self._executor, _build_update, rows, changes, snapshot)
         else:
-            data = _build_update(rows, changes, removed, snapshot)
+            data = _build_update(rows, changes, snapshot)
         self._sequence += 1
         self.events_built += 1
         event = frame("update", data, f"{self._run}.{self._sequence}")
