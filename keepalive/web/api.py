@@ -27,7 +27,7 @@ import binascii
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -94,6 +94,9 @@ def auth_middleware(auth: ApiAuth) -> Middleware:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.http_exception is not None:
+            # No such route, or not for this method: 404/405 as before, whatever the token.
+            return await handler(request)
         write = request.method not in READ_METHODS
         if write or (auth.mode == AUTH_ALL and not is_open_path(request.path)):
             offered = offered_token(request, allow_basic=not write)
@@ -198,3 +201,21 @@ class SilenceRoutes:
         if self._report is not None:
             self._report("silence_removed", "silence removed", id=removed.id, targets=list(removed.targets))
         return web.Response(status=204)
+
+
+@dataclass
+class WriteApi:
+    """What the endpoint needs for writes: the token rules and the routes behind them.
+
+    ``routes``: callables that add routes to the application (``SilenceRoutes.add_to``, the
+    remediation endpoint, ...); whatever they add that is not a read needs the token."""
+
+    auth: ApiAuth = field(default_factory=ApiAuth)
+    routes: list[Callable[[web.Application], None]] = field(default_factory=list)
+
+    def middleware(self) -> Middleware:
+        return auth_middleware(self.auth)
+
+    def add_to(self, app: web.Application) -> None:
+        for add in self.routes:
+            add(app)

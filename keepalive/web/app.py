@@ -49,6 +49,7 @@ from keepalive.engine.snapshot import (
     to_status_json,
 )
 from keepalive.errors import ConfigError
+from keepalive.web.api import WriteApi
 from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, host_check, machine_names
 from keepalive.web.metrics import build_registry
 from keepalive.web.render import RenderCache, Rendered
@@ -360,6 +361,7 @@ def create_app(
     send_timeout: float = SEND_TIMEOUT,
     hub: EventHub | None = None,
     lookup: TargetLookup | None = None,
+    writes: WriteApi | None = None,
 ) -> web.Application:
     """The aiohttp application serving /health, /metrics, /api/status and the status page.
 
@@ -375,7 +377,11 @@ def create_app(
     hub = hub if hub is not None else EventHub(view)
     handlers = _Handlers(view, cache, send_timeout, hub, lookup)
     middlewares = [host_check(host_names)] if limit is None else [limit.middleware, host_check(host_names)]
+    # Without a token every write is refused (401): no route can be reached unguarded (SPEC 12).
+    writes = writes if writes is not None else WriteApi()
+    middlewares.append(writes.middleware())
     app = web.Application(middlewares=middlewares)
+    writes.add_to(app)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/api/status", handlers.api_status)
@@ -436,6 +442,7 @@ async def start_web(
     send_timeout: float = SEND_TIMEOUT,
     hub: EventHub | None = None,
     lookup: TargetLookup | None = None,
+    writes: WriteApi | None = None,
 ) -> web.AppRunner:
     """Serve the endpoint on host:port and return the runner; ``await runner.cleanup()`` stops it.
 
@@ -444,7 +451,7 @@ async def start_web(
     """
     limit = ConnectionLimit(max_connections)
     names = allowed_names(host, (*extra_host_names, *await machine_names()))
-    app = create_app(view, names, limit, cache, send_timeout, hub, lookup)
+    app = create_app(view, names, limit, cache, send_timeout, hub, lookup, writes)
     # No access log: it would write a second, Apache-style line format into the monitor's log,
     # once per scrape. A short shutdown timeout keeps a stop prompt: every answer is quick.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=idle_timeout)
