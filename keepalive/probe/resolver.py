@@ -49,7 +49,7 @@ def system_lookup(host: str, port: int) -> Sequence[AddrInfo]:
 
 
 class Resolver:
-    """Resolves on the running loop; create it inside that loop. Raises ``socket.gaierror``."""
+    """Use it from one event loop (the checker's). ``resolve`` raises ``socket.gaierror``."""
 
     def __init__(
         self,
@@ -73,7 +73,6 @@ class Resolver:
         self._failed: dict[tuple[str, int], float] = {}  # name -> until when it fails at once
         self._hung: set[tuple[str, int]] = set()  # names whose thread outlived lookup_timeout
         self._inflight: dict[tuple[str, int], asyncio.Future[list[AddrInfo]]] = {}
-        self.lookups = 0  # threads started (tests assert de-duplication and caching with it)
 
     async def resolve(self, host: str, port: int) -> list[AddrInfo]:
         key = (host.lower(), port)
@@ -107,6 +106,8 @@ class Resolver:
                     thread.add_done_callback(lambda _: self._hung.discard(key))
                     raise socket.gaierror(socket.EAI_AGAIN, "lookup timed out") from None
         except BaseException:
+            if len(self._failed) > MAX_CACHED:
+                self._failed.clear()
             self._failed[key] = self._clock() + self._negative_ttl
             raise
         finally:
@@ -121,7 +122,6 @@ class Resolver:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[AddrInfo]] = loop.create_future()
         future.add_done_callback(lambda done: done.cancelled() or done.exception())
-        self.lookups += 1
 
         def deliver(result: list[AddrInfo] | None, error: BaseException | None) -> None:
             if future.done():
