@@ -116,7 +116,10 @@ class HttpProbe:
             if not location or not target.follow_redirects:
                 # Parsed only after a redirect: most checks never need it (CPU per check).
                 return judge(
-                    answer, target.expect_status, foreign=hop > 0 and _host(url) != _host(target.url)
+                    answer,
+                    target.expect_status,
+                    foreign=hop > 0 and _host(url) != _host(target.url),
+                    conditions=target.conditions,
                 )
             if hop == MAX_REDIRECTS:
                 return "too many redirects"

@@ -9,6 +9,7 @@ import json
 import zlib
 
 from keepalive.probe.answer import INVALID, MAX_BODY, TOO_LARGE, Answer
+from keepalive.probe.conditions import Condition, conditions_failure
 
 
 def printable(text: str) -> str:
@@ -28,9 +29,12 @@ def _status_reason(value: object) -> str:
     return f'status is "{shown}"' if isinstance(value, str) else f"status is {shown}"
 
 
-def judge_body(body: bytes, expect: tuple[str, ...], foreign: bool = False) -> str | None:
+def judge_body(
+    body: bytes, expect: tuple[str, ...], foreign: bool = False, conditions: tuple[Condition, ...] = ()
+) -> str | None:
     """The failure reason for a 2xx body, or None when it is healthy. ``foreign``: the body
-    came from another origin after a redirect, so no text of it may reach the reason."""
+    came from another origin after a redirect, so no text of it may reach the reason.
+    ``conditions``: the target's JSON conditions (SPEC 14), judged once the status passed."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: deeply nested arrays or objects
@@ -42,6 +46,8 @@ def judge_body(body: bytes, expect: tuple[str, ...], foreign: bool = False) -> s
     status = data["status"]
     if status not in expect:
         return "unexpected status value (answer from another host)" if foreign else _status_reason(status)
+    if conditions:
+        return conditions_failure(conditions, data, foreign)
     return None
 
 
@@ -62,7 +68,9 @@ def decoded_body(answer: Answer) -> bytes:
             raise ValueError("bad compressed body") from exc
 
 
-def judge(answer: Answer, expect: tuple[str, ...], foreign: bool = False) -> str | None:
+def judge(
+    answer: Answer, expect: tuple[str, ...], foreign: bool = False, conditions: tuple[Condition, ...] = ()
+) -> str | None:
     """The failure reason for an answer, or None when it is healthy."""
     if not 200 <= answer.status < 300:
         return f"HTTP {answer.status}"
@@ -72,7 +80,7 @@ def judge(answer: Answer, expect: tuple[str, ...], foreign: bool = False) -> str
         return INVALID
     if len(body) > MAX_BODY:
         return TOO_LARGE
-    return judge_body(body, expect, foreign)
+    return judge_body(body, expect, foreign, conditions)
 
 
 def slow_reason(latency_ms: float, max_latency_ms: float | None) -> str | None:
