@@ -69,6 +69,30 @@ class Fanout:
     apprise_urls: tuple[str, ...] = ()
     alertmanager_urls: tuple[str, ...] = ()
     membership: Membership = field(default_factory=lambda: Membership(name="monitor"))
+    # How many targets the file holds, once engine/share.py kept this replica's share.
+    total_targets: int | None = None
+
+    def channels(self) -> tuple[tuple[str, bool, str], ...]:
+        """(name, on, why) of each channel of SPEC 17, for the channel summary and snapshots."""
+        return (
+            (
+                "webhook",
+                bool(self.webhook_urls),
+                f"{len(self.webhook_urls)} URL(s)" if self.webhook_urls else "WEBHOOK_URLS is not set",
+            ),
+            (
+                "apprise",
+                bool(self.apprise_urls),
+                f"{len(self.apprise_urls)} URL(s)" if self.apprise_urls else "APPRISE_URLS is not set",
+            ),
+            (
+                "alertmanager",
+                bool(self.alertmanager_urls),
+                f"{len(self.alertmanager_urls)} instance(s)"
+                if self.alertmanager_urls
+                else "ALERTMANAGER_URLS is not set",
+            ),
+        )
 
     @property
     def monitor_name(self) -> str:

@@ -23,11 +23,13 @@ from keepalive.delivery.outbox import DeliveryWorker, Outbox
 from keepalive.engine.announcer import AlertPolicy
 from keepalive.engine.monitor import CheckerLike, Monitor
 from keepalive.engine.runtime import view_with_history
+from keepalive.engine.share import own_share
 from keepalive.engine.snapshot import TargetSnapshot
 from keepalive.engine.statelock import StateDirLock
 from keepalive.errors import ConfigError
 from keepalive.events import EventLog
 from keepalive.logfile import reopen_log_files
+from keepalive.notifiers.alertmanager import LeaseRenewer
 from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.factory import build_notifiers
 
@@ -83,6 +85,14 @@ class MonitorApp:
     ) -> MonitorApp:
         """Build every part. Raises ConfigError (one line naming the setting) when the state
         directory is taken by another monitor or unusable, or the events file cannot be written."""
+        # Only this replica's share of the targets file is checked (SPEC 17), now and on reload.
+        settings = own_share(settings)
+        read_settings = load
+
+        def load_share() -> Settings:
+            return own_share(read_settings())
+
+        load = load_share
         lock = StateDirLock(settings.state_dir)
         lock.acquire()
         try:
@@ -131,6 +141,7 @@ class MonitorApp:
         runner = None
         heartbeat: asyncio.Task[None] | None = None
         checking = delivering = False
+        renewer: LeaseRenewer | None = None
         try:
             if settings.http_port:
                 from keepalive.web.stream import EventHub
@@ -149,6 +160,8 @@ class MonitorApp:
             checking = True
             self.worker.start()
             delivering = True
+            renewer = LeaseRenewer(lambda: self.monitor.notifiers)
+            renewer.start()
             heartbeat = self._start_heartbeat(stop)
             self.monitor.announce_started(self.web_address)
             if on_started is not None:
@@ -162,6 +175,8 @@ class MonitorApp:
                 await runner.cleanup()
             if checking:
                 await self.monitor.stop()
+            if renewer is not None:
+                renewer.stop()
             if delivering:
                 await asyncio.to_thread(self.worker.stop, WORKER_STOP_WAIT)
             depth: int | None = None

@@ -73,6 +73,17 @@ class LagSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaSnapshot:
+    """Which replica this is (SPEC 17) and how much of the targets file it checks."""
+
+    name: str
+    replicas: tuple[str, ...]  # empty: the only one, checking every target
+    copies: int
+    checks: int
+    of: int
+
+
+@dataclass(frozen=True, slots=True)
 class MonitorSnapshot:
     host: str
     version: str
@@ -97,6 +108,7 @@ class MonitorSnapshot:
     schedule_lag: LagSnapshot
     targets: tuple[TargetSnapshot, ...]
     channels: tuple[ChannelSnapshot, ...]
+    replica: ReplicaSnapshot | None = None
 
     @property
     def uptime_seconds(self) -> float:
@@ -168,12 +180,28 @@ def channel_json(channel: ChannelSnapshot) -> dict[str, Any]:
     }
 
 
+def replica_json(replica: ReplicaSnapshot | None) -> dict[str, Any] | None:
+    """Which targets this replica checks: ``checks`` of the file's ``of`` (the list is "targets")."""
+    if replica is None:
+        return None
+    return {
+        "name": replica.name,
+        "replicas": list(replica.replicas),
+        "copies": replica.copies,
+        "checks": replica.checks,
+        "of": replica.of,
+    }
+
+
 def to_status_json(snapshot: MonitorSnapshot, include_history: bool) -> dict[str, Any]:
-    """The /api/status document: {"monitor": {...}, "targets": [...], "channels": [...]}."""
+    """The /api/status document: {"monitor": {...}, "targets": [...], "channels": [...],
+    "replica": {...}}."""
     return {
         "monitor": monitor_json(snapshot),
         "targets": [target_json(t, include_history) for t in snapshot.targets],
         "channels": [channel_json(c) for c in snapshot.channels],
+        # Which replica this is; "targets" lists exactly the targets it checks (SPEC 17).
+        **({"replica": replica_json(snapshot.replica)} if snapshot.replica is not None else {}),
     }
 
 

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import requests
 
 from keepalive.config import Settings
+from keepalive.notifiers.alertmanager import AlertmanagerNotifier, book_at
 from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.email import EmailNotifier
 from keepalive.notifiers.log import LogNotifier
 from keepalive.notifiers.telegram import TelegramNotifier
+from keepalive.notifiers.webhook import WebhookNotifier
 
 
 def build_notifiers(settings: Settings, session: requests.Session | None = None) -> list[Notifier]:
@@ -38,7 +40,27 @@ def build_notifiers(settings: Settings, session: requests.Session | None = None)
                 ca_file=settings.smtp_ca_file,
             )
         )
+    notifiers.extend(fanout_notifiers(settings, session))
     return notifiers
+
+
+def fanout_notifiers(settings: Settings, session: requests.Session | None = None) -> list[Notifier]:
+    """The channels of SPEC 17 that their settings turn on: webhooks, Apprise, Alertmanager."""
+    fanout = settings.fanout
+    built: list[Notifier] = []
+    if fanout.webhook_urls:
+        built.append(WebhookNotifier(fanout.webhook_urls, fanout.webhook_secret, session=session))
+    if fanout.alertmanager_urls:
+        built.append(
+            AlertmanagerNotifier(
+                fanout.alertmanager_urls,
+                settings.targets,
+                fanout.monitor_name,
+                book=book_at(settings.state_dir),
+                session=session,
+            )
+        )
+    return built
 
 
 def routes(notifiers: Sequence[Notifier]) -> list[tuple[str, str]]:
