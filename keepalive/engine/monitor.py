@@ -40,6 +40,7 @@ from keepalive.engine.runtime import (
     view_with_history,
 )
 from keepalive.engine.scheduler import AsyncioTimers, Scheduler, TimerLoop
+from keepalive.engine.share import replica_snapshot
 from keepalive.engine.snapshot import (
     STATUS_ALERT_PATH,
     STATUS_OK,
@@ -492,4 +493,5 @@ class Monitor:
             ),
             targets=targets,
             channels=tuple(channels),
+            replica=replica_snapshot(self.settings, len(targets)),
         )
