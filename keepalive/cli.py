@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from keepalive import __version__
 from keepalive.alerts import Alert, AlertKind
 from keepalive.config import ROOT, Settings, load_settings, script_values
+from keepalive.engine.replicas import owners
+from keepalive.engine.share import share_line
 from keepalive.errors import ConfigError
 from keepalive.logfile import ReopenableRotatingFileHandler
 from keepalive.probe.checker import Checker, CheckResult, printable
@@ -213,10 +215,17 @@ def check_config(settings: Settings) -> int:
         print(f"  {name:<{width}}  {printable(value)}")
     print("\nChannels:")
     for channel in settings.channels():
-        print(f"  {channel.name:<9} {'on ' if channel.enabled else 'off'}  {channel.why}")
+        print(f"  {channel.name:<12} {'on ' if channel.enabled else 'off'}  {channel.why}")
+    print(f"\nReplica:\n  {share_line(settings)}")
+    membership = settings.fanout.membership
     print(f"\nTargets ({len(settings.targets)}):")
     for t in settings.targets:
         extra = f" max_latency={t.max_latency_ms:g}ms" if t.max_latency_ms else ""
+        if membership.enabled:
+            # Who checks it: the same answer on every replica (SPEC 17).
+            checkers = owners(t.name, membership.replicas, membership.effective_copies)
+            mine = " (this one)" if membership.name in checkers else ""
+            extra += f" checked by {', '.join(checkers)}{mine}"
         expect = printable("/".join(t.expect_status))
         print(
             f"  {printable(t.name)}  {printable(t.public_url)}  every {t.interval:g}s timeout {t.timeout:g}s "
