@@ -1,0 +1,297 @@
+"""The AlertPolicy of SPEC 13: what is held, and what a hold's end releases, decided against
+what was NOTIFIED (never against what happened meanwhile).
+
+Per target it remembers two things, persisted in ``MONITOR_STATE_DIR/holds.json`` so that a
+restart in the middle of a hold keeps all of it:
+- ``notified``: the outage (its ``since``) whose DOWN was handed to delivery;
+- ``pending``: the last DOWN raised while held and never notified.
+
+The three rules then read straight off them:
+- a hold ends (silence expired or removed, window closed, parent recovered) and the target is
+  still down with its DOWN never notified: that one DOWN is queued then (repeats raised during
+  the hold collapse into it: the last, with the most failed checks);
+- down and back inside the hold: the RECOVERED finds a pending DOWN of the same outage that
+  was never notified, and both are dropped: nothing is sent;
+- a DOWN that was notified and then recovers: the RECOVERED goes at once, hold or not (a
+  resolution is never held). A repeat DOWN of an outage already notified is held quietly and
+  not re-sent when the hold ends: its outage was announced.
+
+Everything here runs on the event loop; ``tick`` (once a second) releases what is due and
+counts downtime inside maintenance or held by a dependency; ``save`` writes the file off the
+loop. Holds never stop a check, and the state machine never hears of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from keepalive.alerts import Alert, AlertKind
+from keepalive.engine.statestore import write_atomically
+from keepalive.policy.dependencies import OUTAGE, dependents, held_by_parents
+from keepalive.policy.maintenance import Calendar, Window
+from keepalive.policy.silences import SilenceBook
+from keepalive.state import Status, TargetState
+from keepalive.targets import Target
+
+HOLDS_FILE = "holds.json"
+FILE_VERSION = 1
+log = logging.getLogger("keepalive.monitor")
+
+
+@dataclass(slots=True)
+class Downtime:
+    """Seconds a target spent failing or down, and how much of it was quiet on purpose."""
+
+    total: float = 0.0
+    maintenance: float = 0.0
+    dependency: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HoldView:
+    """One target's hold as the snapshot shows it."""
+
+    why: str | None  # silenced_by: None when nothing holds it
+    until: float | None  # when the hold ends (silence, window); None: when a parent recovers
+    pending: bool  # a DOWN is waiting for the hold to end
+    downtime: Downtime
+
+
+Report = Callable[..., None]
+
+
+class Holds:
+    """Silences + maintenance windows + dependencies, as one AlertPolicy."""
+
+    def __init__(
+        self,
+        silences: SilenceBook,
+        state_dir: Path,
+        *,
+        state_of: Callable[[str], TargetState | None],
+        queue: Callable[[Alert], None],
+        report: Report,
+        checked_at: Callable[[str], float | None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.silences = silences
+        self.path = state_dir / HOLDS_FILE
+        self._state_of = state_of
+        self._checked_at = checked_at
+        self._queue = queue
+        self._report = report
+        self.clock = clock
+        self.calendar = Calendar((), clock)
+        self.parents: dict[str, tuple[str, ...]] = {}
+        self.children: dict[str, tuple[str, ...]] = {}
+        self.notified: dict[str, float] = {}
+        self.pending: dict[str, Alert] = {}
+        self.downtime: dict[str, Downtime] = {}
+        self._last_tick: float | None = None
+        self._dirty = False
+        self.problems: list[str] = []
+        self._load()
+
+    # ------------------------------------------------------------------ configuration
+
+    def configure(self, targets: Iterable[Target], windows: tuple[Window, ...]) -> None:
+        """Take the targets and windows of a (re)load; forget targets that are gone."""
+        names: set[str] = set()
+        parents: dict[str, tuple[str, ...]] = {}
+        for target in targets:
+            names.add(target.name)
+            wanted = getattr(target, "depends_on", ())
+            if wanted:
+                parents[target.name] = tuple(wanted)
+        self.parents = parents
+        self.children = dependents(parents)
+        self.calendar = Calendar(windows, self.clock)
+        for book in (self.notified, self.pending, self.downtime):
+            for name in [n for n in book if n not in names]:
+                del book[name]
+                self._dirty = True
+
+    # ------------------------------------------------------------------ deciding
+
+    def _status(self, name: str) -> Status | None:
+        state = self._state_of(name)
+        return None if state is None else state.status
+
+    def why_held(
+        self, name: str, now: float | None = None, since: float | None = None
+    ) -> tuple[str, float | None] | None:
+        """Why ``name``'s notifications are held now and until when, or None. ``since``: the
+        start of the outage in question (by default the target's current one)."""
+        moment = self.clock() if now is None else now
+        silence = self.silences.covering(name, moment)
+        if silence is not None:
+            return silence.why(), silence.ends_at
+        window = self.calendar.open_for(name, moment)
+        if window is not None:
+            return window[0].why(), window[1]
+        wanted = self.parents.get(name)
+        if wanted:
+            if since is None:
+                state = self._state_of(name)
+                since = state.since if state is not None else None
+            why = held_by_parents(wanted, self._status, self._checked_at, since)
+            if why is not None:
+                return why, None
+        return None
+
+    def hold(self, alert: Alert, target: Target) -> str | None:
+        """AlertPolicy: why ``alert`` is held, or None to notify it now."""
+        name = alert.target
+        if alert.kind is AlertKind.RECOVERED:
+            held = self.pending.pop(name, None)
+            announced = self.notified.pop(name, None)
+            self._dirty = True
+            if announced is None and held is not None and held.since == alert.since:
+                return "down and back inside the hold: its DOWN was never notified"
+            return None  # a resolution is never held
+        if alert.kind is not AlertKind.DOWN:
+            return None
+        why = self.why_held(name, since=alert.since)
+        if why is None:
+            self.pending.pop(name, None)
+            self.notified[name] = alert.since
+            self._dirty = True
+            return None
+        if self.notified.get(name) == alert.since:
+            return f"{why[0]} (a repeat: this outage was notified)"
+        self.pending[name] = alert
+        self._dirty = True
+        return why[0]
+
+    def annotate(self, alert: Alert, target: Target) -> Alert:
+        """A parent's DOWN names the dependents failing with it."""
+        if alert.kind is not AlertKind.DOWN or alert.target not in self.children:
+            return alert
+        failing = [c for c in self.children[alert.target] if self._status(c) in OUTAGE]
+        if not failing:
+            return alert
+        shown = ", ".join(failing[:20]) + (f" and {len(failing) - 20} more" if len(failing) > 20 else "")
+        return replace(alert, reason=f"{alert.reason}; dependents failing too: {shown}")
+
+    def is_held(self, name: str) -> bool:
+        """True while ``name``'s DOWN is held (remediation waits: SPEC 15)."""
+        return name in self.pending or self.why_held(name) is not None
+
+    # ------------------------------------------------------------------ releasing
+
+    def tick(self) -> list[Alert]:
+        """Release the DOWNs whose hold has ended, and count downtime. Once a second, on the loop;
+        the work is proportional to the targets held or failing, not to all targets."""
+        now = self.clock()
+        released: list[Alert] = []
+        for name, alert in list(self.pending.items()):
+            if self.why_held(name, now, alert.since) is not None:
+                continue
+            del self.pending[name]
+            self._dirty = True
+            state = self._state_of(name)
+            if state is None or state.status is not Status.DOWN or state.since != alert.since:
+                continue  # recovered (its RECOVERED was dropped) or forgotten: nothing to say
+            alert = replace(alert, at=now)
+            self.notified[name] = alert.since
+            self._report(
+                "alert_released",
+                "held alert released",
+                target=name,
+                alert_id=alert.id,
+                kind=alert.kind,
+                failed_checks=alert.failed_checks,
+            )
+            self._queue(alert)
+            released.append(alert)
+        self._last_tick = now
+        return released
+
+    def count_downtime(self, states: Iterable[tuple[str, TargetState]], elapsed: float) -> None:
+        """Add ``elapsed`` seconds to each failing target's downtime, and to its share inside
+        maintenance or held by a dependency."""
+        now = self.clock()
+        for name, state in states:
+            if state.status not in OUTAGE:
+                continue
+            book = self.downtime.get(name)
+            if book is None:
+                book = self.downtime[name] = Downtime()
+            book.total += elapsed
+            if self.calendar.open_for(name, now) is not None:
+                book.maintenance += elapsed
+            elif name in self.parents and held_by_parents(self.parents[name], self._status) is not None:
+                book.dependency += elapsed
+            self._dirty = True
+
+    def view(self, name: str, state: TargetState | None) -> HoldView | None:
+        """What the snapshot shows of ``name``'s hold, or None when there is nothing to show."""
+        why = self.why_held(name)
+        # A dependency is only worth showing when the dependent itself is failing.
+        if why is not None and why[1] is None and (state is None or state.status not in OUTAGE):
+            why = None
+        downtime = self.downtime.get(name)
+        pending = name in self.pending
+        if why is None and downtime is None and not pending:
+            return None
+        return HoldView(
+            why=why[0] if why else None,
+            until=why[1] if why else None,
+            pending=pending,
+            downtime=downtime or Downtime(),
+        )
+
+    # ------------------------------------------------------------------ persistence
+
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def document(self) -> bytes:
+        """What ``save`` writes; built on the loop (a consistent copy), written off it."""
+        self._dirty = False
+        return json.dumps(
+            {
+                "version": FILE_VERSION,
+                "notified": self.notified,
+                "pending": {name: asdict(alert) for name, alert in self.pending.items()},
+                "downtime": {
+                    name: [d.total, d.maintenance, d.dependency] for name, d in self.downtime.items()
+                },
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    def save(self, data: bytes) -> None:
+        write_atomically(self.path, data)
+
+    def _load(self) -> None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.problems.append(f"{self.path} cannot be read: {exc.strerror}")
+            return
+        try:
+            document: dict[str, Any] = json.loads(raw)
+            for name, since in document.get("notified", {}).items():
+                self.notified[str(name)] = float(since)
+            for name, record in document.get("pending", {}).items():
+                record["kind"] = AlertKind(record["kind"])
+                self.pending[str(name)] = Alert(**record)
+            for name, figures in document.get("downtime", {}).items():
+                total, maintenance, dependency = (float(x) for x in figures)
+                self.downtime[str(name)] = Downtime(total, maintenance, dependency)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self.notified.clear()
+            self.pending.clear()
+            self.downtime.clear()
+            self.problems.append(
+                f"{self.path} is unreadable ({type(exc).__name__}): held alerts before this start are lost"
+            )
