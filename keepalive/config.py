@@ -22,6 +22,7 @@ from keepalive.fanout import DEFAULTS as FANOUT_DEFAULTS
 from keepalive.fanout import SECRET_NAMES as FANOUT_SECRETS
 from keepalive.fanout import Fanout, load_fanout
 from keepalive.fanout import shown as fanout_shown
+from keepalive.policy.maintenance import Window
 from keepalive.policy.settings import DEFAULTS as QUIET_DEFAULTS
 from keepalive.policy.settings import SECRET_NAMES as QUIET_SECRETS
 from keepalive.policy.settings import Quiet, load_quiet
@@ -174,6 +175,8 @@ class Settings:
     fanout: Fanout = field(default_factory=Fanout)
     # The API token, MONITOR_HTTP_AUTH and MAX_SILENCE (SPEC 12, 13): keepalive/policy/settings.py.
     quiet: Quiet = field(default_factory=Quiet)
+    # [[maintenance]] windows of the targets file (SPEC 13).
+    maintenance: tuple[Window, ...] = ()
 
     @property
     def telegram(self) -> Channel:
@@ -443,6 +446,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
     health_url = _url("HEALTH_CHECK_URL", get("HEALTH_CHECK_URL"))
 
     targets_file = path_setting(raw, "MONITOR_TARGETS_FILE", root)
+    windows: list[Window] = []
     base = {
         "interval": interval,
         "failure_threshold": failure_threshold,
@@ -450,7 +454,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
         "timeout": timeout,
     }
     if targets_file is not None:
-        targets = load_targets_file(targets_file, base)
+        targets = load_targets_file(targets_file, base, windows)
     else:
         targets = (Target(name=name_from_url(health_url), url=health_url, **base),)  # type: ignore[arg-type]
     register_secret(*url_password_secrets([t.url for t in targets]))
@@ -495,6 +499,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
         stop_grace=stop_grace(raw, timeout),
         fanout=load_fanout(raw),
         quiet=load_quiet(raw),
+        maintenance=tuple(windows),
     )
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from keepalive.errors import ConfigError
 
 if TYPE_CHECKING:
+    from keepalive.policy.maintenance import Window
     from keepalive.probe.conditions import Condition
 
 MIN_INTERVAL = 0.1
@@ -42,9 +43,11 @@ TARGET_KEYS = frozenset(
         "conditions",
         "cert_warn_days",
         "tls_ca_file",
+        # Targets whose outage holds this one's DOWN (SPEC 13, keepalive.policy.dependencies).
+        "depends_on",
     }
 )
-DEFAULT_KEYS = TARGET_KEYS - {"name", "url", "push_token", "log", "conditions", "patterns"}
+DEFAULT_KEYS = TARGET_KEYS - {"name", "url", "push_token", "log", "conditions", "patterns", "depends_on"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ class Target:
     conditions: tuple[Condition, ...] = ()  # http: JSONPath conditions on the body
     cert_warn_days: tuple[int, ...] = (14, 3)  # https: EXPIRING thresholds, () off
     tls_ca_file: str | None = None  # https: a private CA to trust (PEM)
+    depends_on: tuple[str, ...] = ()  # DOWN held while all of these are down (SPEC 13)
 
     @property
     def public_url(self) -> str:
@@ -204,6 +208,10 @@ def _options(where: str, raw: dict[str, Any], allowed: frozenset[str]) -> dict[s
         out["severity"] = _severity(where, raw["severity"])
     if "labels" in raw:
         out["labels"] = _labels(where, raw["labels"])
+    if "depends_on" in raw:
+        from keepalive.policy.dependencies import read_depends_on
+
+        out["depends_on"] = read_depends_on(where, raw["depends_on"])
     for key in ("reuse_connection", "follow_redirects"):
         if key in raw:
             if not isinstance(raw[key], bool):
@@ -220,7 +228,9 @@ def _name_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-def load_targets_file(path: Path, base: dict[str, Any]) -> tuple[Target, ...]:
+def load_targets_file(
+    path: Path, base: dict[str, Any], windows: list[Window] | None = None
+) -> tuple[Target, ...]:
     """Read a targets file. ``base`` holds interval, failure_threshold, success_threshold and
     timeout from the settings; the file's [defaults] and each target's own keys override them."""
     source = f"MONITOR_TARGETS_FILE {path}"
@@ -236,9 +246,11 @@ def load_targets_file(path: Path, base: dict[str, Any]) -> tuple[Target, ...]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: not UTF-8 text (byte {exc.start})") from None
 
-    unknown = sorted(set(data) - {"defaults", "targets"})
+    unknown = sorted(set(data) - {"defaults", "targets", "maintenance"})
     if unknown:
-        raise ConfigError(f"{source}: unknown section {unknown[0]!r} (allowed: defaults, targets)")
+        raise ConfigError(
+            f"{source}: unknown section {unknown[0]!r} (allowed: defaults, targets, maintenance)"
+        )
     defaults_raw = data.get("defaults", {})
     if not isinstance(defaults_raw, dict):
         raise ConfigError(f"{source}: [defaults] must be a table")
@@ -287,4 +299,11 @@ def load_targets_file(path: Path, base: dict[str, Any]) -> tuple[Target, ...]:
     from keepalive.probe.kinds import check_together
 
     check_together(source, targets)
+    from keepalive.policy.dependencies import check_graph
+    from keepalive.policy.maintenance import read_windows
+
+    check_graph({t.name: t.depends_on for t in targets}, source)
+    found = read_windows(data.get("maintenance"), source)
+    if windows is not None:
+        windows.extend(found)
     return tuple(targets)
