@@ -148,8 +148,9 @@ class LeaseBook:
                 if alert.kind is AlertKind.TEST:
                     continue
                 current = book.get(alert.target)
-                # An older alert retried late must not replace a newer one (a RECOVERED by its DOWN).
-                if current is not None and current[0].at > alert.at:
+                # An older alert retried late must not replace a newer one (a RECOVERED by its
+                # DOWN); of two raised at the same time, the RECOVERED is the later word.
+                if current is not None and _order(current[0]) > _order(alert):
                     continue
                 if len(book) >= MAX_ENTRIES and alert.target not in book:
                     continue
@@ -190,6 +191,10 @@ class LeaseBook:
                 instance: sorted(n for n, (a, _) in book.items() if a.kind is AlertKind.DOWN)
                 for instance, book in self._entries.items()
             }
+
+
+def _order(alert: Alert) -> tuple[float, int]:
+    return (alert.at, 1 if alert.kind is AlertKind.RECOVERED else 0)
 
 
 _books: dict[Path, LeaseBook] = {}

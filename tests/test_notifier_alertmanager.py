@@ -1,0 +1,185 @@
+"""Alertmanager channel (SPEC 17) against a loopback stand-in for /api/v2/alerts: the postable
+alert, each instance its own recipient through the outbox, leases renewed every 60 s and a
+resolution re-sent for 5 minutes, resumed from the state directory after a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keepalive.alerts import AlertKind
+from keepalive.notifiers.alertmanager import (
+    RENEW_EVERY,
+    RESOLVED_FOR,
+    AlertmanagerNotifier,
+    LeaseBook,
+    book_at,
+    lease_seconds,
+    postable,
+)
+from keepalive.notifiers.base import NotifyError
+from keepalive.targets import Target
+from tests.fakes.delivery_fixtures import DeliveryHarness, make_alert
+from tests.fakes.engine import WallClock
+from tests.fakes.webhook_receiver import WebhookReceiver
+
+API = "/api/v2/alerts"
+SINCE = 1_763_000_000.0  # make_alert's default outage start: 2025-11-13T02:13:20Z
+
+
+def target(name: str = "api", interval: float = 10.0, **extra: object) -> Target:
+    return Target(
+        name=name,
+        url=f"http://127.0.0.1:5004/{name}/health",
+        interval=interval,
+        failure_threshold=2,
+        success_threshold=1,
+        timeout=5.0,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def am() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+def test_a_down_alert_is_a_lease_with_the_same_labels_on_every_replica() -> None:
+    t = target(severity="warning", labels=(("team", "payments"),))
+    alert = make_alert("api", reason="HTTP 503")
+
+    posted = postable(alert, t, "replica-a", now=SINCE + 90)
+    other = postable(make_alert("api", reason="HTTP 503", host="other"), t, "replica-b", now=SINCE + 95)
+
+    assert posted == {
+        "labels": {
+            "team": "payments",
+            "alertname": "KeepAliveTargetDown",
+            "target": "api",
+            "severity": "warning",
+        },
+        "annotations": {
+            "summary": "api is down",
+            "reason": "HTTP 503",
+            "url": "http://127.0.0.1:5004/api/health",
+            "reporter": "replica-a",
+        },
+        "startsAt": "2025-11-13T02:13:20.000Z",
+        "endsAt": "2025-11-13T02:18:50.000Z",  # now + 4 x max(10 s, 60 s)
+        "generatorURL": "http://127.0.0.1:5004/api/health",
+    }
+    assert other["labels"] == posted["labels"]
+    assert lease_seconds(10.0) == 240.0 and lease_seconds(120.0) == 480.0
+
+
+def test_a_recovery_ends_at_the_recovery_time() -> None:
+    alert = make_alert("api", AlertKind.RECOVERED)
+
+    posted = postable(alert, target(), "replica-a", now=SINCE + 400)
+
+    assert (posted["endsAt"], posted["annotations"]["summary"]) == (
+        "2025-11-13T02:14:20.000Z",
+        "api recovered",
+    )
+    assert posted["labels"]["severity"] == "critical"
+
+
+def test_each_instance_is_its_own_recipient_and_one_down_does_not_hold_the_other(
+    am: WebhookReceiver, harness: DeliveryHarness, tmp_path: Path
+) -> None:
+    with WebhookReceiver() as broken:
+        broken.script([(503, {}), (500, {})])
+        notifier = AlertmanagerNotifier(
+            [am.url, broken.url + "/"], [target()], "replica-a", book=LeaseBook(None)
+        )
+
+        harness.run([notifier], [make_alert("api")])
+
+        assert notifier.recipients() == (am.url, broken.url)
+        assert len(am.received(API)) == 1
+        assert len(broken.received(API)) == 3  # two refusals, then accepted
+        assert [e["recipient"] for e in harness.named("alert_sent")] == [am.url, broken.url] or [
+            e["recipient"] for e in harness.named("alert_sent")
+        ] == [broken.url, am.url]
+        assert notifier.book.firing() == {am.url: ["api"], broken.url: ["api"]}
+
+
+def test_a_400_from_alertmanager_is_permanent(am: WebhookReceiver) -> None:
+    am.script([(400, {})])
+    notifier = AlertmanagerNotifier([am.url], [target()], "replica-a")
+    with pytest.raises(NotifyError) as caught:
+        notifier.send(am.url, [make_alert()])
+    assert (caught.value.reason, caught.value.permanent) == ("HTTP 400: scripted failure", True)
+
+
+def test_leases_are_renewed_every_minute_and_a_resolution_for_five_minutes(am: WebhookReceiver) -> None:
+    clock = WallClock(SINCE + 60)
+    book = LeaseBook(None, clock)
+    notifier = AlertmanagerNotifier([am.url], [target()], "replica-a", book=book, clock=clock)
+
+    notifier.send(am.url, [make_alert("api")])
+    assert notifier.renew() == 0  # nothing due yet
+    clock.now += RENEW_EVERY
+    assert notifier.renew() == 1
+    renewal = am.received(API)[-1].json()
+    assert renewal[0]["endsAt"] == "2025-11-13T02:19:20.000Z"  # pushed out: now + 240 s
+    assert notifier.renew() == 0  # renewed just now
+
+    recovered = make_alert("api", AlertKind.RECOVERED)  # at SINCE + 60
+    notifier.send(am.url, [recovered])
+    assert book.firing() == {am.url: []}
+    clock.now += RENEW_EVERY  # a minute after the resolution was accepted
+    assert notifier.renew() == 1
+    assert am.received(API)[-1].json()[0]["endsAt"] == "2025-11-13T02:14:20.000Z"
+    clock.now = recovered.at + RESOLVED_FOR + 1
+    assert notifier.renew() == 0  # five minutes on: forgotten
+    assert len(am.received(API)) == 4
+
+
+def test_an_older_alert_delivered_late_does_not_undo_a_newer_one(am: WebhookReceiver) -> None:
+    book = LeaseBook(None)
+    recovered = make_alert("api", AlertKind.RECOVERED)
+    book.accepted(am.url, [recovered], SINCE + 70)
+    book.accepted(am.url, [make_alert("api")], SINCE + 71)  # the DOWN, retried late
+
+    assert book.firing() == {am.url: []}
+
+
+def test_a_restart_resumes_the_leases_from_the_state_directory(am: WebhookReceiver, tmp_path: Path) -> None:
+    clock = WallClock(SINCE + 60)
+    first = AlertmanagerNotifier(
+        [am.url], [target()], "replica-a", book=LeaseBook(tmp_path / "leases.json", clock), clock=clock
+    )
+    first.send(am.url, [make_alert("api"), make_alert("web")])
+
+    clock.now += RENEW_EVERY
+    again = AlertmanagerNotifier(
+        [am.url], [target()], "replica-a", book=LeaseBook(tmp_path / "leases.json", clock), clock=clock
+    )
+    assert again.renew() == 2
+    assert sorted(a["labels"]["target"] for a in am.received(API)[-1].json()) == ["api", "web"]
+
+
+def test_a_damaged_lease_file_starts_empty(tmp_path: Path) -> None:
+    (tmp_path / "leases.json").write_text("{not json")
+    assert LeaseBook(tmp_path / "leases.json").firing() == {}
+
+
+def test_an_instance_removed_from_the_settings_gets_no_renewals(am: WebhookReceiver, tmp_path: Path) -> None:
+    clock = WallClock(SINCE + 60)
+    book = LeaseBook(None, clock)
+    AlertmanagerNotifier([am.url], [target()], "a", book=book, clock=clock).send(am.url, [make_alert()])
+    with WebhookReceiver() as other:
+        after_reload = AlertmanagerNotifier([other.url], [target()], "a", book=book, clock=clock)
+        clock.now += RENEW_EVERY
+        assert after_reload.renew() == 0
+        assert other.received() == []
+    assert len(am.received()) == 1
+
+
+def test_one_book_per_state_directory(tmp_path: Path) -> None:
+    assert book_at(tmp_path) is book_at(tmp_path)
+    assert book_at(tmp_path) is not book_at(tmp_path / "other")
