@@ -35,6 +35,7 @@ from keepalive.probe.answer import (
 )
 from keepalive.probe.lean import endpoints, reason_for_os_error
 from keepalive.probe.resolver import AiohttpResolver, Resolver
+from keepalive.probe.tls import tls_reason
 
 # The header fields anything above a transport reads (the judge, the redirect loop).
 _JUDGED = ("location", "content-encoding")
@@ -90,6 +91,10 @@ def reason_for(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "DNS lookup failed"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return tls_reason(exc.certificate_error)  # "TLS error: certificate expired", ...
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return tls_reason(exc)
     if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
         return "TLS error"
     if isinstance(exc, aiohttp.ClientConnectorError):
