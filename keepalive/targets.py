@@ -45,9 +45,22 @@ TARGET_KEYS = frozenset(
         "tls_ca_file",
         # Targets whose outage holds this one's DOWN (SPEC 13, keepalive.policy.dependencies).
         "depends_on",
+        # Remediation (SPEC 15, keepalive.actions.options): the command run when it goes down.
+        "on_down",
+        "max_remediations",
+        "remediation_timeout",
     }
 )
-DEFAULT_KEYS = TARGET_KEYS - {"name", "url", "push_token", "log", "conditions", "patterns", "depends_on"}
+DEFAULT_KEYS = TARGET_KEYS - {
+    "name",
+    "url",
+    "push_token",
+    "log",
+    "conditions",
+    "patterns",
+    "depends_on",
+    "on_down",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +95,10 @@ class Target:
     cert_warn_days: tuple[int, ...] = (14, 3)  # https: EXPIRING thresholds, () off
     tls_ca_file: str | None = None  # https: a private CA to trust (PEM)
     depends_on: tuple[str, ...] = ()  # DOWN held while all of these are down (SPEC 13)
+    # Remediation (SPEC 15): an argument list run (no shell) after a DOWN is stored.
+    on_down: tuple[str, ...] = ()
+    max_remediations: int = 3  # automatic runs per outage
+    remediation_timeout: float = 60.0  # seconds, then its process group is killed
 
     @property
     def public_url(self) -> str:
@@ -220,6 +237,9 @@ def _options(where: str, raw: dict[str, Any], allowed: frozenset[str]) -> dict[s
     from keepalive.probe.kinds import kind_options  # the probe package imports this module
 
     out.update(kind_options(where, raw))
+    from keepalive.actions.options import remediation_options
+
+    out.update(remediation_options(where, raw))
     return out
 
 
