@@ -231,3 +231,51 @@ def test_a_poisoned_state_record_is_set_aside_and_the_rest_restored(tmp_path: Pa
     assert "'a' (since=1e+300 is not a Unix time" in discarded["reason"]
     assert "outage memory is lost" in discarded["reason"]
     assert len(list(state.glob("state.json.rejected-*"))) == 1
+
+
+def test_a_reload_carries_what_was_seen_and_the_state_file_follows(tmp_path: Path) -> None:
+    def entry(name: str, interval: float = 1.0, host: str | None = None) -> dict[str, object]:
+        return {
+            "name": name,
+            "url": f"http://{host or name}.example/",
+            "interval": interval,
+            "failure_threshold": 3,
+        }
+
+    engine = Engine(targets_settings(tmp_path, toml_targets(entry("a"), entry("b"), entry("c"))))
+
+    async def go() -> None:
+        await engine.start()
+        engine.checker.verdicts["a"] = "HTTP 500"
+        for _ in range(2):
+            await engine.step(1.0)
+        before = engine.monitor.runtimes["a"].observed
+        assert (before.state.status, before.checks_failed) == (Status.FAILING, 2)
+        new = targets_settings(
+            tmp_path, toml_targets(entry("a", interval=0.5), entry("c", host="elsewhere"), entry("d"))
+        )
+        plan = engine.monitor.reload(new)
+        assert [rt.target.name for rt in plan.targets.added] == ["d"]
+        assert [rt.target.name for rt in plan.targets.removed] == ["b"]
+        assert [new_rt.target.name for _, new_rt in plan.targets.changed] == ["a", "c"]
+        a, c = engine.monitor.runtimes["a"], engine.monitor.runtimes["c"]
+        assert a.observed is before and a.target.interval == 0.5
+        assert c.observed.checks_ok == 0 and c.observed.state.status is Status.UNKNOWN
+        await engine.step(0.6)  # a (every 0.5 s now) fails a third time: DOWN
+        await engine.until(lambda: len(engine.outbox.stored) == 1, "a's DOWN stored")
+        assert engine.outbox.stored[0].failed_checks == 3
+
+        def saved() -> dict[str, dict[str, object]] | None:
+            path = tmp_path / "state" / "state.json"
+            records: dict[str, dict[str, object]] = (
+                json.loads(path.read_text())["targets"] if path.exists() else {}
+            )
+            return records if records.get("a", {}).get("status") == "down" else None
+
+        await engine.until(lambda: saved() is not None, "the state saved after the DOWN")
+        records = saved()
+        assert records is not None and sorted(records) == ["a", "c", "d"]
+        assert records["c"]["url"] == "http://elsewhere.example/"
+        await engine.monitor.stop()
+
+    run(go)

@@ -160,3 +160,29 @@ def test_clear_cancels_the_timer_and_forgets_every_item() -> None:
     assert timers.pending == [] and len(scheduler) == 0
     timers.advance(10.0)
     assert started.started == []
+
+
+def test_spreading_many_at_once_drops_retired_entries_and_keeps_the_order() -> None:
+    timers, started, scheduler = make()
+    old = [Item(f"old{i}", due=1000.5 + i) for i in range(10)]
+    for item in old:
+        scheduler.plan(item)
+    for item in old[::2]:
+        item.retired = True  # replaced by a reload
+    new = [Item(f"new{i}", interval=60.0) for i in range(100)]
+    scheduler.spread(new)  # many next to the heap: the bulk path
+    assert len(scheduler) == 5 + 100
+    timers.advance(20.0)
+    assert len(started.started) == 105
+    assert [at for at, _ in started.started] == sorted(at for at, _ in started.started)
+    assert not any(name in started.names() for name in ("old0", "old2", "old4", "old6", "old8"))
+
+
+def test_spreading_a_few_pushes_them_into_the_heap() -> None:
+    timers, started, scheduler = make()
+    for i in range(100):
+        scheduler.plan(Item(f"t{i}", due=1001.0 + i / 100))
+    scheduler.spread([Item("late-comer", interval=60.0)])
+    assert len(scheduler) == 101
+    timers.advance(TICK + 1e-9)
+    assert started.names() == ["late-comer"]

@@ -350,14 +350,21 @@ class Monitor:
         assert self._loop is not None and self._scheduler is not None
         old = self.settings
         self.settings = settings
-        for rt in targets.to_retire():
-            rt.retire()
-            self._unsaved.pop(rt.target.name, None)
+        unsaved, records = self._unsaved, self._saved_records
         for rt in targets.removed:
-            self._saved_records.pop(rt.target.name, None)
+            rt.retire()
+            unsaved.pop(rt.target.name, None)
+            records.pop(rt.target.name, None)
+        for replaced, successor in targets.changed:
+            replaced.retire()
+            name = successor.target.name
+            if successor.observed is not replaced.observed:
+                unsaved[name] = successor  # a new URL: a fresh record
+            elif name in unsaved:
+                unsaved[name] = successor  # same endpoint: its saved record still holds
+        for rt in targets.added:
+            unsaved[rt.target.name] = rt
         self.runtimes = targets.runtimes
-        for rt in targets.to_schedule():
-            self._unsaved[rt.target.name] = rt
         self._scheduler.spread(targets.to_schedule())
         self.notifiers = plan.notifiers
         self.worker.set_notifiers(self.notifiers)
