@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,16 @@ from typing import Any
 from keepalive.engine.snapshot import MonitorSnapshot
 from keepalive.events import iso
 from keepalive.web.app import start_web
-from tests.test_status_page import CHROMIUM as TEST_CHROMIUM
-from tests.test_status_page import FLAGS as TEST_FLAGS
+from tests.browser import Chromium
 from tests.test_web import snapshot_of
 
 DOCS = Path(__file__).resolve().parent
-# The browser and flags of the status-page tests, so the picture shows what the tests check.
-CHROMIUM = str(TEST_CHROMIUM)
-FLAGS = [*TEST_FLAGS, "--hide-scrollbars"]
-SHOTS = {"status_page.png": (1280, 900), "status_page_phone.png": (390, 1500)}
+# name: (page address, width, height, a phone?); the browser is the page tests' own driver.
+SHOTS = {
+    "status_page.png": ("/", 1280, 900, False),
+    "status_page_phone.png": ("/", 390, 1500, True),
+    "status_page_detail.png": ("/?target=billing", 1280, 900, False),
+}
 
 
 def _history(now: float, interval: float, base_ms: float, fail_at: set[int]) -> list[list[Any]]:
@@ -195,30 +195,24 @@ class SampleView:
         }
 
 
-async def screenshot(url: str, path: Path, width: int, height: int) -> None:
-    """Save what chromium shows at ``url`` in a width x height window as a PNG."""
-    with tempfile.TemporaryDirectory() as profile:
-        process = await asyncio.create_subprocess_exec(
-            CHROMIUM,
-            *FLAGS,
-            f"--user-data-dir={profile}",
-            f"--window-size={width},{height}",
-            f"--screenshot={path}",
-            url,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, stderr = await process.communicate()
-    if process.returncode != 0 or not path.exists():
-        raise RuntimeError(f"chromium failed: {stderr.decode(errors='replace')[-1000:]}")
+async def screenshot(url: str, path: Path, width: int, height: int, mobile: bool) -> None:
+    """Save what chromium shows at ``url`` in a width x height window as a PNG, once the
+    rows (and a detail view's chart) are drawn."""
+    async with Chromium(width, height, mobile=mobile) as browser:
+        await browser.open(url)
+        await browser.wait_for("document.querySelectorAll('#target-rows tr.row').length > 0")
+        if "?target=" in url:
+            await browser.wait_for("!!document.querySelector('#detail-chart svg line')")
+        await browser.evaluate("new Promise((done) => requestAnimationFrame(() => done(true)))")
+        await browser.screenshot(path)
 
 
 async def main() -> None:
     runner = await start_web(SampleView(), "127.0.0.1", 0)
     try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
-        for name, (width, height) in SHOTS.items():
-            await screenshot(url, DOCS / name, width, height)
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        for name, (path, width, height, mobile) in SHOTS.items():
+            await screenshot(base + path, DOCS / name, width, height, mobile)
             print(f"wrote {DOCS / name} ({width}x{height})")
     finally:
         await runner.cleanup()

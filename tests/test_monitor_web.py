@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.browser import CHROMIUM, Chromium
 from tests.fakes.targets import TargetServer
 from tests.monitor_proc import MonitorProcess, base_env, free_port, wait_until
-from tests.test_status_page import CHROMIUM, parse, run_chromium
 
 pytestmark = pytest.mark.slow
 EVIL = "<script>alert(1)</script>"
@@ -168,11 +168,19 @@ def test_the_page_in_a_browser_shows_both_targets(
     running: tuple[str, TargetServer, MonitorProcess], tmp_path: Path
 ) -> None:
     base, _, _ = running
-    dumped = asyncio.run(run_chromium(base + "/", tmp_path, "--dump-dom"))
-    dom = parse(dumped)
-    rows = {row.attrs["data-target"]: row for row in dom.find("tr") if "data-target" in row.attrs}
-    assert "down" in rows["broken"].classes
-    assert "up" in rows[EVIL].classes
+
+    async def shown() -> tuple[dict[str, str], str]:
+        async with Chromium() as browser:
+            await browser.open(base + "/")
+            await browser.wait_for("document.querySelectorAll('#target-rows tr.row').length === 2")
+            rows = await browser.evaluate(
+                "Object.fromEntries([...document.querySelectorAll('#target-rows tr.row')]"
+                ".map((tr) => [tr.dataset.target, tr.className]))"
+            )
+            return rows, await browser.evaluate("document.documentElement.outerHTML")
+
+    rows, dumped = asyncio.run(shown())
+    assert rows == {"broken": "row down", EVIL: "row up"}
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dumped
     assert "probe:***@" in dumped
     assert URL_PASSWORD not in dumped

@@ -96,7 +96,7 @@ class Change:
         }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # kept in a set, by identity
 class Stream:
     """One open /api/events connection: the events waiting for it."""
 

@@ -1,22 +1,45 @@
-// The status page: polls api/status every 5 s and renders it.
+// The status page. Fed by api/events (Server-Sent Events): a "reset" event makes it fetch
+// api/status (the list, without history); "update" events carry the rows checked since the
+// last one. When the stream cannot be opened it polls api/status every 5 s instead.
+//
+// Sized for 10,000 targets: every target is kept in a Map, but only the rows on screen (plus
+// a few either side) are in the DOM; two spacer rows stand in for the rest (virtual scrolling).
 // Data only ever enters the page through textContent, append(string) and setAttribute, never
 // innerHTML, so a target named "<script>alert(1)</script>" is shown as text and never run.
 "use strict";
 
 (function () {
-  const REFRESH_MS = 5000;
-  const FETCH_TIMEOUT_MS = 4000;
+  const POLL_MS = 5000;
+  const FETCH_TIMEOUT_MS = 8000;
+  // Without a first picture this long after opening the stream, fetch it anyway (a proxy
+  // that buffers the stream would otherwise leave the page empty).
+  const FIRST_PICTURE_MS = 2000;
+  const STREAM_RETRY_MS = 30000;
+  const DETAIL_REFRESH_MS = 2000;
+  const OVERSCAN = 8;
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const SEVERITY = { down: 0, failing: 1, unknown: 2, up: 3 };
-  const SPARK = { w: 140, h: 30, pad: 3 };
+  const SEVERITY = { down: 0, failing: 1, held: 2, maintenance: 3, unknown: 4, up: 5 };
+  const STATES = ["up", "failing", "down", "unknown"];
 
-  // Monitor clock minus browser clock. Ages are computed on the monitor's clock, so a phone
-  // whose clock is off still reads "12 s ago" correctly.
-  let clockOffsetMs = 0;
+  const targets = new Map(); // name -> row as in api/status
+  let order = []; // the names shown, filtered and sorted
+  let orderStale = true;
+  let renderQueued = false;
+  let paused = false;
+  const waiting = new Map(); // rows that arrived while paused, newest per target
+  let clockOffsetMs = 0; // monitor clock minus browser clock
   let lastUpdateMs = null;
+  let haveList = false;
+  let source = null;
+  let mode = "connecting";
+  let pollTimer = null;
+  let detailName = null;
+  let detailFetched = 0;
+  let detailTimer = null;
 
   const byId = (id) => document.getElementById(id);
   const now = () => Date.now() + clockOffsetMs;
+  const tbody = byId("target-rows");
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -31,21 +54,10 @@
     return node;
   }
 
-  // The label is what a phone shows before the value once the table has become cards; the
-  // value is one wrapper so the card lays out "label | value" however many parts it has.
-  function cell(label, className, ...children) {
-    const td = el("td", className);
-    td.setAttribute("data-label", label);
-    const value = el("span", "value");
-    value.append(...children);
-    td.append(value);
-    return td;
-  }
-
-  // A cell with nothing to say: shown as "–" in the table, left out of a phone's card.
-  function blank(td, isBlank) {
-    if (isBlank) td.classList.add("blank");
-    return td;
+  function sub(...children) {
+    const span = el("span", "sub");
+    span.append(...children);
+    return span;
   }
 
   function knownState(state) {
@@ -72,7 +84,7 @@
     return node.dataset.format === "for" ? "for " + formatDuration(seconds) : formatDuration(seconds) + " ago";
   }
 
-  // A self-updating "12 s ago" (or "for 5 min"); the ISO time is kept in the tooltip.
+  // A self-updating "12 s ago" (or "for 5 min"); the local time is kept in the tooltip.
   function timeSpan(iso, format, emptyText) {
     const ms = iso ? Date.parse(iso) : NaN;
     if (Number.isNaN(ms)) return el("span", "none", emptyText);
@@ -100,90 +112,227 @@
     return (p >= 100 ? "100" : p.toFixed(2)) + " %";
   }
 
-  // history: [[epoch_seconds, latency_ms_or_null, ok], ...], oldest first.
-  function sparkline(history) {
-    const chart = svg("svg", { class: "spark", viewBox: `0 0 ${SPARK.w} ${SPARK.h}`, role: "img" });
-    const title = svg("title");
-    chart.append(title);
-    const points = Array.isArray(history) ? history : [];
-    if (points.length === 0) {
-      title.textContent = "no checks yet";
-      return chart;
-    }
-    const okLatencies = points.filter((p) => p[2] && Number.isFinite(p[1])).map((p) => p[1]);
-    // Scaled to successful checks only: one 10 s timeout would flatten everything else.
-    const top = Math.max(1, ...okLatencies);
-    const t0 = points[0][0];
-    const t1 = points[points.length - 1][0];
-    const width = SPARK.w - 2 * SPARK.pad;
-    const height = SPARK.h - 2 * SPARK.pad;
-    const x = (t) => (t1 === t0 ? SPARK.w / 2 : SPARK.pad + ((t - t0) / (t1 - t0)) * width);
-    const y = (ms) => SPARK.pad + height - (Math.min(Math.max(ms, 0), top) / top) * height;
-    const base = y(0).toFixed(1);
-    chart.append(svg("line", { class: "base", x1: 0, x2: SPARK.w, y1: base, y2: base }));
+  // ------------------------------------------------------------------ data in
 
-    // A failed check breaks the line and is drawn as a red bar, so an outage is a red band.
-    let run = [];
-    const flush = () => {
-      if (run.length > 1) chart.append(svg("polyline", { class: "line", points: run.join(" ") }));
-      else if (run.length === 1) {
-        const [cx, cy] = run[0].split(",");
-        chart.append(svg("circle", { class: "dot", cx, cy, r: 1.5 }));
-      }
-      run = [];
-    };
-    const failures = [];
-    for (const [t, ms, ok] of points) {
-      if (ok && Number.isFinite(ms)) run.push(`${x(t).toFixed(1)},${y(ms).toFixed(1)}`);
-      else {
-        flush();
-        if (!ok) failures.push([t, ms]);
-      }
-    }
-    flush();
-    const barWidth = Math.max(2, width / Math.max(points.length, 1));
-    for (const [t] of failures) {
-      const left = Math.min(Math.max(x(t) - barWidth / 2, 0), SPARK.w - barWidth);
-      chart.append(svg("rect", { class: "fail", x: left.toFixed(1), y: 0, width: barWidth.toFixed(1), height: SPARK.h }));
-    }
-    const low = okLatencies.length ? Math.min(...okLatencies) : null;
-    title.textContent =
-      `last ${points.length} checks, ${failures.length} failed` +
-      (low === null ? "" : `, latency ${formatLatency(low)} to ${formatLatency(top)}`);
-    return chart;
+  // Rows reach the page from two sources (the api/status picture and the stream), in either
+  // order: a row never replaces one from a later check.
+  function newer(row, old) {
+    return !old || !old.last_check || !row.last_check || row.last_check >= old.last_check;
   }
 
-  function sub(...children) {
-    const span = el("span", "sub");
-    span.append(...children);
-    return span;
+  function applyRow(row) {
+    if (!row || typeof row.name !== "string") return;
+    if (paused) {
+      if (newer(row, waiting.get(row.name))) waiting.set(row.name, row);
+      return;
+    }
+    const old = targets.get(row.name);
+    if (!newer(row, old)) return;
+    targets.set(row.name, row);
+    orderStale = true;
   }
 
-  function targetRow(target) {
-    const state = knownState(target.state);
-    const tr = el("tr", state);
-    tr.dataset.target = target.name;
+  function applyList(doc) {
+    const fresh = new Map();
+    for (const row of Array.isArray(doc.targets) ? doc.targets : []) {
+      if (!row || typeof row.name !== "string") continue;
+      const old = targets.get(row.name);
+      fresh.set(row.name, newer(row, old) ? row : old);
+    }
+    targets.clear();
+    for (const [name, row] of fresh) targets.set(name, row);
+    waiting.clear();
+    orderStale = true;
+    haveList = true;
+    applyMonitor(doc.monitor, doc.channels);
+  }
 
-    const stateParts = [el("span", "badge " + state, state)];
-    if (state !== "up" && state !== "unknown" && target.since) stateParts.push(sub(timeSpan(target.since, "for", "")));
+  function applyMonitor(monitor, channels) {
+    if (monitor) {
+      const started = Date.parse(monitor.started_at);
+      if (!Number.isNaN(started)) clockOffsetMs = started + monitor.uptime_seconds * 1000 - Date.now();
+      renderMonitor(monitor);
+      updateAges(); // the ages already shown were computed on the browser's clock
+    }
+    if (Array.isArray(channels)) byId("channel-rows").replaceChildren(...channels.map(channelRow));
+  }
 
-    const reasonParts = [target.last_reason || "–"];
-    const n = target.consecutive_failures;
-    if (n > 0) reasonParts.push(sub(n === 1 ? "1 failure" : `${n} failures in a row`));
+  function applyUpdate(update) {
+    for (const row of Array.isArray(update.targets) ? update.targets : []) applyRow(row);
+    applyMonitor(update.monitor, update.channels);
+    if (detailName !== null && (update.targets || []).some((row) => row.name === detailName)) refreshDetailSoon();
+    touched();
+    queueRender();
+  }
 
-    const uptime = blank(cell("Uptime", "num", formatPercent(target.uptime_percent)), target.uptime_percent == null);
-    uptime.title = `${target.checks_ok_total} ok, ${target.checks_failed_total} failed`;
+  function touched() {
+    lastUpdateMs = now();
+    showConnection(null);
+  }
 
+  // ------------------------------------------------------------------ list
+
+  function matches(row, text, state) {
+    if (state === "problems") {
+      if (row.state !== "down" && row.state !== "failing") return false;
+    } else if (state && row.state !== state) return false;
+    return !text || row.name.toLowerCase().includes(text);
+  }
+
+  function comparator(sort) {
+    const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const severity = (a, b) => SEVERITY[knownState(a.state)] - SEVERITY[knownState(b.state)];
+    if (sort === "name") return byName;
+    if (sort === "latency") {
+      const value = (r) => (Number.isFinite(r.last_latency_ms) ? r.last_latency_ms : -1);
+      return (a, b) => value(b) - value(a) || byName(a, b);
+    }
+    if (sort === "change") {
+      const value = (r) => r.since || "";
+      return (a, b) => (value(a) < value(b) ? 1 : value(a) > value(b) ? -1 : byName(a, b));
+    }
+    // Problems first; the longest outage first among them.
+    return (a, b) => severity(a, b) || (a.since || "").localeCompare(b.since || "") || byName(a, b);
+  }
+
+  function rebuildOrder() {
+    const text = byId("filter").value.trim().toLowerCase();
+    const state = byId("state-filter").value;
+    const rows = [];
+    for (const row of targets.values()) if (matches(row, text, state)) rows.push(row);
+    rows.sort(comparator(byId("sort").value));
+    order = rows.map((row) => row.name);
+    orderStale = false;
+  }
+
+  function rowHeight() {
+    // Set in the style sheet (taller on a phone, where a row is a card); every row has it.
+    const value = parseFloat(getComputedStyle(tbody).getPropertyValue("--row-h"));
+    return Number.isFinite(value) && value > 0 ? value : 48;
+  }
+
+  function spacer(height) {
+    const tr = el("tr", "spacer");
+    tr.setAttribute("aria-hidden", "true");
+    const td = el("td");
+    td.colSpan = 6;
+    tr.style.height = height + "px";
+    tr.append(td);
+    return tr;
+  }
+
+  function cell(label, className, ...children) {
+    const td = el("td", className);
+    td.setAttribute("data-label", label);
+    td.append(...children);
+    return td;
+  }
+
+  function targetRow(row, index) {
+    const state = knownState(row.state);
+    const tr = el("tr", "row " + state);
+    tr.dataset.target = row.name;
+    tr.setAttribute("aria-rowindex", String(index + 2)); // the header is row 1
+    const stateCell = cell("State", "c-state", el("span", "badge " + state, state));
+    if (state !== "up" && state !== "unknown" && row.since) stateCell.append(sub(timeSpan(row.since, "for", "")));
+    const link = el("a", "name", row.name);
+    link.href = "?target=" + encodeURIComponent(row.name);
+    const reason = row.last_reason || "–";
+    const n = row.consecutive_failures;
+    const reasonCell = cell("Reason", "c-reason", reason);
+    if (n > 0) reasonCell.append(el("span", "sub", n === 1 ? "1 failure" : `${n} failures in a row`));
+    reasonCell.title = row.last_reason || "";
+    const uptime = cell("Uptime", "c-uptime num", formatPercent(row.uptime_percent));
+    uptime.title = `${row.checks_ok_total} ok, ${row.checks_failed_total} failed`;
     tr.append(
-      cell("State", "state", ...stateParts),
-      cell("Target", "head", el("span", "name", target.name), el("span", "url", target.url)),
-      blank(cell("Latency", "num", formatLatency(target.last_latency_ms)), target.last_latency_ms == null),
-      cell("Last check", "checked", timeSpan(target.last_check, "ago", "never")),
-      blank(cell("Reason", "reason", ...reasonParts), !target.last_reason),
+      stateCell,
+      cell("Target", "c-name", link, el("span", "url", row.url)),
+      cell("Latency", "c-latency num", formatLatency(row.last_latency_ms)),
+      cell("Last check", "c-checked", timeSpan(row.last_check, "ago", "never")),
+      reasonCell,
       uptime,
-      blank(cell("History", "history", sparkline(target.history)), !(target.history && target.history.length)),
     );
     return tr;
+  }
+
+  function renderList() {
+    if (orderStale) rebuildOrder();
+    const total = order.length;
+    const height = rowHeight();
+    const top = tbody.getBoundingClientRect().top; // relative to the viewport
+    const first = Math.max(0, Math.min(total, Math.floor(-top / height) - OVERSCAN));
+    const count = Math.ceil(window.innerHeight / height) + 2 * OVERSCAN;
+    const last = Math.min(total, first + count);
+    const rows = [];
+    if (first > 0) rows.push(spacer(first * height));
+    for (let i = first; i < last; i++) rows.push(targetRow(targets.get(order[i]), i));
+    if (last < total) rows.push(spacer((total - last) * height));
+    tbody.replaceChildren(...rows);
+    byId("targets").setAttribute("aria-rowcount", String(total + 1));
+    byId("targets").hidden = targets.size === 0;
+    byId("no-targets").hidden = !haveList || targets.size > 0;
+    byId("no-match").hidden = targets.size === 0 || total > 0;
+    byId("shown").textContent =
+      total === targets.size ? `${targets.size} targets` : `${total} of ${targets.size} targets shown`;
+  }
+
+  function renderCounts() {
+    const counts = {};
+    for (const row of targets.values()) counts[row.state] = (counts[row.state] || 0) + 1;
+    const summary = byId("summary");
+    for (const state of Object.keys(counts)) {
+      // States the page does not know yet (held, maintenance) get a tile of their own.
+      if (!byId("count-" + state) && /^[a-z_]{1,32}$/.test(state)) {
+        const tile = el("button", "tile " + state);
+        tile.type = "button";
+        tile.dataset.state = state;
+        tile.setAttribute("aria-pressed", "false");
+        const number = el("span", "count", "0");
+        number.id = "count-" + state;
+        tile.append(number, el("span", "label", state));
+        summary.insertBefore(tile, summary.querySelector(".outbox"));
+      }
+    }
+    for (const tile of summary.querySelectorAll("[data-state]")) {
+      const state = tile.dataset.state;
+      const count = counts[state] || 0;
+      byId("count-" + state).textContent = haveList ? String(count) : "–";
+      tile.classList.toggle("nonzero", count > 0);
+      tile.setAttribute("aria-pressed", String(byId("state-filter").value === state));
+    }
+    const problem = counts.down ? `${counts.down} down` : counts.failing ? `${counts.failing} failing` : `${counts.up || 0} up`;
+    document.title = `${problem} · Keep-Alive Monitor`;
+  }
+
+  function render() {
+    renderQueued = false;
+    renderCounts();
+    renderList();
+    byId("pause").textContent = paused ? (waiting.size ? `Resume (${waiting.size} updated)` : "Resume") : "Pause";
+  }
+
+  function queueRender() {
+    if (!renderQueued) {
+      renderQueued = true;
+      requestAnimationFrame(render);
+    }
+  }
+
+  function renderMonitor(monitor) {
+    const ok = monitor.status === "ok";
+    const badge = byId("monitor-status");
+    badge.className = "badge " + (ok ? "ok" : "stalled");
+    badge.textContent = "monitor " + String(monitor.status || "unknown").replace(/_/g, " ");
+    badge.title = (monitor.problems || []).join("\n");
+    const lag = monitor.schedule_lag_seconds || {};
+    const parts = [monitor.host, "version " + monitor.version, "running " + formatDuration(monitor.uptime_seconds)];
+    parts.push(`${monitor.checks_total} checks, ${monitor.checks_missed_total} missed`);
+    if (Number.isFinite(lag.p99)) parts.push(`schedule lag p99 ${formatLatency(lag.p99 * 1000)}`);
+    byId("monitor-meta").textContent = parts.join(" · ");
+    byId("outbox-depth").textContent = String(monitor.outbox_depth);
+    const oldest = monitor.oldest_undelivered_age_seconds;
+    byId("outbox-label").textContent =
+      oldest === null || oldest === undefined ? "alerts queued" : `alerts queued, oldest ${formatDuration(oldest)}`;
   }
 
   function channelRow(channel) {
@@ -193,8 +342,11 @@
       ? [el("span", "error", channel.last_error), sub(timeSpan(channel.last_error_at, "ago", ""))]
       : [el("span", "none", "none")];
     const onOff = channel.enabled ? "on" : "off";
+    const head = el("td", "head");
+    head.setAttribute("data-label", "Channel");
+    head.append(el("span", "name", channel.name), el("span", "sub", channel.why));
     tr.append(
-      cell("Channel", "head", el("span", "name", channel.name), sub(channel.why)),
+      head,
       cell("Status", "", el("span", "badge " + onOff, onOff)),
       cell("Last success", "", timeSpan(channel.last_success, "ago", "never")),
       cell("Last error", "last-error", ...errorParts),
@@ -203,60 +355,249 @@
     return tr;
   }
 
-  function renderSummary(monitor) {
-    for (const state of ["up", "failing", "down", "unknown"]) {
-      const count = monitor["targets_" + state];
-      const node = byId("count-" + state);
-      node.textContent = String(count);
-      node.parentElement.classList.toggle("nonzero", count > 0);
+  // ------------------------------------------------------------------ detail
+
+  function chart(history) {
+    const W = 600;
+    const H = 120;
+    const pad = 4;
+    const node = svg("svg", { class: "history", viewBox: `0 0 ${W} ${H}`, role: "img", preserveAspectRatio: "none" });
+    const title = svg("title");
+    node.append(title);
+    const points = Array.isArray(history) ? history : [];
+    if (points.length === 0) {
+      title.textContent = "no checks yet";
+      return node;
     }
-    byId("outbox-depth").textContent = String(monitor.outbox_depth);
-    const oldest = monitor.oldest_undelivered_age_seconds;
-    byId("outbox-label").textContent =
-      oldest === null || oldest === undefined ? "alerts queued" : `alerts queued, oldest ${formatDuration(oldest)}`;
-
-    const ok = monitor.status === "ok";
-    const badge = byId("monitor-status");
-    badge.className = "badge " + (ok ? "ok" : "stalled");
-    // "stalled" or "alert_path_failing"; the reasons, one a line, on hover.
-    badge.textContent = "monitor " + String(monitor.status || "unknown").replace(/_/g, " ");
-    badge.title = (monitor.problems || []).join("\n");
-
-    const lag = monitor.schedule_lag_seconds || {};
-    const parts = [monitor.host, "version " + monitor.version, "running " + formatDuration(monitor.uptime_seconds)];
-    parts.push(`${monitor.checks_total} checks, ${monitor.checks_missed_total} missed`);
-    if (Number.isFinite(lag.p99)) parts.push(`schedule lag p99 ${formatLatency(lag.p99 * 1000)}`);
-    byId("monitor-meta").textContent = parts.join(" · ");
-
-    const problem = monitor.targets_down
-      ? `${monitor.targets_down} down`
-      : monitor.targets_failing
-        ? `${monitor.targets_failing} failing`
-        : `${monitor.targets_up} up`;
-    document.title = `${problem} · Keep-Alive Monitor`;
+    const okLatencies = points.filter((p) => p[2] && Number.isFinite(p[1])).map((p) => p[1]);
+    // Scaled to successful checks only: one 10 s timeout would flatten everything else.
+    const top = Math.max(1, ...okLatencies);
+    const t0 = points[0][0];
+    const t1 = points[points.length - 1][0];
+    const x = (t) => (t1 === t0 ? W / 2 : pad + ((t - t0) / (t1 - t0)) * (W - 2 * pad));
+    const y = (ms) => pad + (H - 2 * pad) - (Math.min(Math.max(ms, 0), top) / top) * (H - 2 * pad);
+    node.append(svg("line", { class: "base", x1: 0, x2: W, y1: y(0), y2: y(0) }));
+    let run = [];
+    const flush = () => {
+      if (run.length > 1) node.append(svg("polyline", { class: "line", points: run.join(" ") }));
+      else if (run.length === 1) {
+        const [cx, cy] = run[0].split(",");
+        node.append(svg("circle", { class: "dot", cx, cy, r: 2 }));
+      }
+      run = [];
+    };
+    let failed = 0;
+    const bar = Math.min(12, Math.max(2, (W - 2 * pad) / points.length));
+    for (const [t, ms, ok] of points) {
+      if (ok && Number.isFinite(ms)) run.push(`${x(t).toFixed(1)},${y(ms).toFixed(1)}`);
+      else {
+        flush();
+        if (!ok) {
+          failed += 1;
+          const left = Math.min(Math.max(x(t) - bar / 2, 0), W - bar);
+          node.append(svg("rect", { class: "fail", x: left.toFixed(1), y: 0, width: bar.toFixed(1), height: H }));
+        }
+      }
+    }
+    flush();
+    const low = okLatencies.length ? Math.min(...okLatencies) : null;
+    title.textContent =
+      `last ${points.length} checks, ${failed} failed` +
+      (low === null ? "" : `, latency ${formatLatency(low)} to ${formatLatency(top)}`);
+    return node;
   }
 
-  function render(doc) {
-    const started = Date.parse(doc.monitor.started_at);
-    if (!Number.isNaN(started)) clockOffsetMs = started + doc.monitor.uptime_seconds * 1000 - Date.now();
-    renderSummary(doc.monitor);
+  function fact(list, label, ...value) {
+    const dt = el("dt", "", label);
+    const dd = el("dd");
+    dd.append(...value);
+    list.append(dt, dd);
+  }
 
-    const targets = Array.isArray(doc.targets) ? [...doc.targets] : [];
-    // Problems first; sort() is stable, so within a state the monitor's own order is kept.
-    targets.sort((a, b) => SEVERITY[knownState(a.state)] - SEVERITY[knownState(b.state)]);
-    byId("target-rows").replaceChildren(...targets.map(targetRow));
-    byId("targets").hidden = targets.length === 0;
-    byId("no-targets").hidden = targets.length > 0;
+  function showDetail(doc) {
+    const row = doc.target;
+    const state = knownState(row.state);
+    byId("detail-name").textContent = row.name;
+    byId("detail-state").className = "badge " + state;
+    byId("detail-state").textContent = state;
+    byId("detail-url").textContent = row.url;
+    byId("detail-error").hidden = true;
+    const facts = byId("detail-facts");
+    facts.replaceChildren();
+    fact(facts, state === "up" || state === "unknown" ? "Since" : "Outage since", timeSpan(row.since, "ago", "–"));
+    fact(facts, "Last check", timeSpan(row.last_check, "ago", "never"));
+    fact(facts, "Latency", formatLatency(row.last_latency_ms));
+    fact(facts, "Last reason", row.last_reason || "–");
+    fact(facts, "Failures in a row", String(row.consecutive_failures));
+    fact(facts, "Uptime (recent checks)", formatPercent(row.uptime_percent));
+    fact(facts, "Checks", `${row.checks_ok_total} ok, ${row.checks_failed_total} failed`);
+    fact(facts, "Interval", formatDuration(row.interval_seconds));
+    byId("detail-chart").replaceChildren(chart(row.history));
+    const changes = Array.isArray(doc.changes) ? [...doc.changes].reverse() : [];
+    byId("detail-change-rows").replaceChildren(
+      ...changes.map((change) => {
+        const tr = el("tr", "change " + knownState(change.to));
+        tr.append(
+          cell("When", "", timeSpan(change.at, "ago", "–")),
+          cell("From", "", el("span", "badge " + knownState(change.from), change.from)),
+          cell("To", "", el("span", "badge " + knownState(change.to), change.to)),
+          cell("Reason", "c-reason", change.reason || "–"),
+        );
+        return tr;
+      }),
+    );
+    byId("detail-changes").hidden = changes.length === 0;
+    byId("detail-no-changes").hidden = changes.length > 0;
+  }
 
-    const channels = Array.isArray(doc.channels) ? doc.channels : [];
-    byId("channel-rows").replaceChildren(...channels.map(channelRow));
+  async function loadDetail(name) {
+    detailFetched = Date.now();
+    try {
+      const response = await fetchWithin("api/targets/" + encodeURIComponent(name));
+      if (detailName !== name) return;
+      if (response.status === 404) throw new Error(`No target named "${name}" is checked by this monitor.`);
+      if (!response.ok) throw new Error(`The monitor answered HTTP ${response.status}.`);
+      showDetail(await response.json());
+    } catch (err) {
+      if (detailName !== name) return;
+      byId("detail-name").textContent = name;
+      const error = byId("detail-error");
+      error.textContent = err instanceof Error ? err.message : String(err);
+      error.hidden = false;
+    }
+  }
+
+  function refreshDetailSoon() {
+    if (detailTimer !== null || paused) return;
+    const wait = Math.max(0, DETAIL_REFRESH_MS - (Date.now() - detailFetched));
+    detailTimer = setTimeout(() => {
+      detailTimer = null;
+      if (detailName !== null) loadDetail(detailName);
+    }, wait);
+  }
+
+  // The address says what is shown: "/?target=name" opens that target's detail.
+  function followAddress() {
+    const name = new URLSearchParams(location.search).get("target");
+    detailName = name;
+    byId("detail").hidden = name === null;
+    if (name === null) return;
+    byId("detail-name").textContent = name;
+    byId("detail-facts").replaceChildren();
+    byId("detail-chart").replaceChildren();
+    byId("detail-change-rows").replaceChildren();
+    byId("detail-error").hidden = true;
+    loadDetail(name);
+    byId("detail-name").focus();
+    window.scrollTo(0, 0);
+  }
+
+  function navigate(href) {
+    history.pushState(null, "", href);
+    followAddress();
+  }
+
+  // ------------------------------------------------------------------ connection
+
+  async function fetchWithin(url) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
+    try {
+      return await fetch(url, { cache: "no-store", signal: controller.signal });
+    } catch (err) {
+      throw new Error(
+        "Connection lost: " + (controller.signal.aborted ? "the monitor did not answer in time" : "the monitor is not reachable"),
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function loadList() {
+    try {
+      const response = await fetchWithin("api/status");
+      if (!response.ok) throw new Error(`Connection lost: the monitor answered HTTP ${response.status}`);
+      let doc;
+      try {
+        doc = await response.json();
+      } catch (err) {
+        throw new Error("Update failed: the monitor's answer could not be read");
+      }
+      applyList(doc);
+      touched();
+      queueRender();
+    } catch (err) {
+      showConnection(err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  function setMode(next) {
+    mode = next;
+    const node = byId("connection");
+    node.className = "connection " + next;
+    node.textContent = { live: "live", polling: "polling every 5 s", connecting: "connecting…" }[next] || next;
+  }
+
+  function startPolling() {
+    if (pollTimer !== null) return;
+    setMode("polling");
+    const poll = async () => {
+      await loadList();
+      if (mode === "polling") pollTimer = setTimeout(poll, POLL_MS);
+    };
+    poll();
+    // The stream may come back (after a restart, or once a stream slot is free).
+    setTimeout(openStream, STREAM_RETRY_MS);
+  }
+
+  function stopPolling() {
+    if (pollTimer !== null) clearTimeout(pollTimer);
+    pollTimer = null;
+  }
+
+  function openStream() {
+    if (typeof EventSource !== "function") {
+      startPolling();
+      return;
+    }
+    if (source !== null) source.close();
+    const stream = new EventSource("api/events");
+    source = stream;
+    const firstPicture = setTimeout(() => {
+      if (!haveList) loadList();
+    }, FIRST_PICTURE_MS);
+    stream.addEventListener("open", () => {
+      stopPolling();
+      setMode("live");
+    });
+    stream.addEventListener("reset", () => {
+      clearTimeout(firstPicture);
+      loadList();
+    });
+    stream.addEventListener("update", (event) => {
+      try {
+        applyUpdate(JSON.parse(event.data));
+      } catch (err) {
+        showConnection("Update failed: an event could not be read");
+      }
+    });
+    stream.addEventListener("error", () => {
+      if (stream.readyState === EventSource.CLOSED) {
+        // Refused (too many streams, or no stream at all): poll, and try again later.
+        source = null;
+        startPolling();
+      } else {
+        setMode("connecting");
+        showConnection("Connection lost: reconnecting");
+      }
+    });
   }
 
   function showConnection(problem) {
     document.body.classList.toggle("stale", problem !== null);
     byId("banner").hidden = problem === null;
     if (problem !== null) {
-      byId("banner-text").textContent = `${problem}. Retrying every ${REFRESH_MS / 1000} s.`;
+      byId("banner-text").textContent = `${problem}.`;
       const since = byId("banner-since");
       since.replaceChildren();
       if (lastUpdateMs !== null) since.append("Last update ", timeSpan(new Date(lastUpdateMs).toISOString(), "ago", ""), ".");
@@ -267,44 +608,54 @@
     else updated.append("No data yet");
   }
 
-  const HISTORY_LIMIT = 300;
-  let withHistory = true;
+  // ------------------------------------------------------------------ controls
 
-  async function refresh() {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
-    try {
-      let response;
-      try {
-        // With hundreds of targets the charts' history is most of the answer's weight (and of
-        // the monitor's work to build it): beyond HISTORY_LIMIT targets the page goes without.
-        const url = withHistory ? "api/status" : "api/status?history=0";
-        response = await fetch(url, { cache: "no-store", signal: controller.signal });
-      } catch (err) {
-        throw new Error(
-          "Connection lost: " + (controller.signal.aborted ? "the monitor did not answer in time" : "the monitor is not reachable"),
-        );
-      }
-      if (!response.ok) throw new Error(`Connection lost: the monitor answered HTTP ${response.status}`);
-      let doc;
-      try {
-        doc = await response.json();
-        withHistory = !(doc && Array.isArray(doc.targets) && doc.targets.length > HISTORY_LIMIT);
-        render(doc);
-      } catch (err) {
-        throw new Error("Update failed: the monitor's answer could not be read (" + (err instanceof Error ? err.message : err) + ")");
-      }
-      lastUpdateMs = now();
-      showConnection(null);
-    } catch (err) {
-      showConnection(err instanceof Error ? err.message : String(err));
-    } finally {
-      clearTimeout(timer);
-      // Chained rather than setInterval, so a slow answer never stacks up requests.
-      setTimeout(refresh, REFRESH_MS);
+  function setPaused(value) {
+    paused = value;
+    byId("pause").setAttribute("aria-pressed", String(paused));
+    document.body.classList.toggle("paused", paused);
+    if (!paused) {
+      for (const row of waiting.values()) applyRow(row);
+      waiting.clear();
+      if (detailName !== null) loadDetail(detailName);
     }
+    queueRender();
   }
 
+  function refilter() {
+    orderStale = true;
+    queueRender();
+  }
+
+  byId("filter").addEventListener("input", refilter);
+  byId("state-filter").addEventListener("change", refilter);
+  byId("sort").addEventListener("change", refilter);
+  byId("controls").addEventListener("submit", (event) => event.preventDefault());
+  byId("pause").addEventListener("click", () => setPaused(!paused));
+  byId("summary").addEventListener("click", (event) => {
+    const tile = event.target instanceof Element ? event.target.closest("[data-state]") : null;
+    if (!tile) return;
+    const select = byId("state-filter");
+    const state = tile.dataset.state;
+    if (![...select.options].some((option) => option.value === state)) select.append(new Option(state, state));
+    select.value = select.value === state ? "" : state;
+    refilter();
+  });
+  tbody.addEventListener("click", (event) => {
+    const link = event.target instanceof Element ? event.target.closest("a.name") : null;
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+    event.preventDefault();
+    navigate(link.getAttribute("href"));
+  });
+  byId("detail-close").addEventListener("click", (event) => {
+    event.preventDefault();
+    navigate(location.pathname);
+  });
+  window.addEventListener("popstate", followAddress);
+  window.addEventListener("scroll", queueRender, { passive: true });
+  window.addEventListener("resize", queueRender);
+
   setInterval(updateAges, 1000);
-  refresh();
+  followAddress();
+  openStream();
 })();
