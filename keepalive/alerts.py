@@ -13,6 +13,9 @@ class AlertKind(StrEnum):
     DOWN = "DOWN"
     RECOVERED = "RECOVERED"
     TEST = "TEST"
+    # A TLS certificate's time left fell below a cert_warn_days threshold (SPEC 14): ``since``
+    # is the certificate's expiry time, ``reason`` says how long is left.
+    EXPIRING = "EXPIRING"
 
 
 @dataclass(frozen=True, slots=True)

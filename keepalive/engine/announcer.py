@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from keepalive.alerts import Alert, AlertKind, alert_id
 from keepalive.events import EventLog, iso
+from keepalive.expiry import time_left
 from keepalive.probe.checker import CheckResult
 from keepalive.state import Policy, Raised, Status, TargetState
 from keepalive.targets import Target
@@ -157,6 +158,44 @@ class Announcer:
                 failed_checks=raised.failed_checks,
                 alert_id=alert.id,
             )
+        held = self.policy.hold(alert, target)
+        if held is not None:
+            self.reporter.report(
+                "alert_held", "alert held", target=target.name, alert_id=alert.id, kind=alert.kind, why=held
+            )
+        else:
+            self._queue(alert)
+        return alert
+
+    def expiring(self, target: Target, days: int, expires_at: float, at: float) -> Alert:
+        """A certificate's time left fell below ``days`` (keepalive.expiry decides when). Its id
+        comes from the target, the expiry time and the threshold: raised again (a restart that
+        lost cert_warnings.json), it is stored once."""
+        reason = (
+            f"TLS certificate expires in {time_left(expires_at - at)} ({iso(expires_at)}), below {days} days"
+        )
+        alert = Alert(
+            id=alert_id(target.name, expires_at, AlertKind.EXPIRING, days),
+            kind=AlertKind.EXPIRING,
+            target=target.name,
+            url=target.public_url,
+            reason=reason,
+            since=expires_at,
+            at=at,
+            failed_checks=0,
+            downtime=None,
+            host=self.hostname,
+        )
+        self.reporter.report(
+            "target_cert_expiring",
+            "ALERT EXPIRING",
+            logging.WARNING,
+            target=target.name,
+            url=alert.url,
+            expires_at=iso(expires_at),
+            threshold_days=days,
+            alert_id=alert.id,
+        )
         held = self.policy.hold(alert, target)
         if held is not None:
             self.reporter.report(

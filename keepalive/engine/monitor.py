@@ -53,8 +53,11 @@ from keepalive.engine.snapshot import (
 )
 from keepalive.engine.statestore import StateStore
 from keepalive.events import EventLog
+from keepalive.expiry import CertWarnings
 from keepalive.notifiers.base import Notifier
 from keepalive.probe.checker import Checker, CheckResult
+from keepalive.probe.detail import Detail
+from keepalive.probe.push import PushBoard
 from keepalive.state import Policy, Status, TargetState, step
 from keepalive.targets import Target, public_url
 
@@ -139,6 +142,7 @@ class Monitor:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         alert_path_grace: float = ALERT_PATH_GRACE,
+        pushes: PushBoard | None = None,
     ) -> None:
         self.settings = settings
         self.events = events
@@ -148,7 +152,15 @@ class Monitor:
         self._notifier_factory = notifier_factory
         # A redirect onto our own endpoint must not pass as a healthy target (issue 9).
         own = [(settings.http_host, settings.http_port)]
-        self.checker: CheckerLike = checker if checker is not None else Checker(own_endpoints=own)
+        # Push targets' pings (the /ping routes write it, the checker reads it; SPEC 14).
+        self.pushes = pushes if pushes is not None else PushBoard(clock)
+        self.pushes.on_ping = self._pinged
+        self.checker: CheckerLike = (
+            checker
+            if checker is not None
+            else Checker(own_endpoints=own, pushes=self.pushes, state_dir=settings.state_dir, clock=clock)
+        )
+        self.cert_warnings = CertWarnings(settings.state_dir)
         self.hostname = hostname or socket.gethostname()
         self.clock = clock  # wall time: shown and stored, never used to schedule
         self._monotonic = monotonic
@@ -198,6 +210,9 @@ class Monitor:
         self._sem = asyncio.Semaphore(self.settings.max_concurrency)
         self._last_progress = self._timers.time()
         self._restore_state()
+        self.pushes.set_targets(self.settings.targets)
+        for problem in self.cert_warnings.load():
+            self.reporter.report("state_file_discarded", "state file", logging.ERROR, reason=problem)
         # Built in full once, before checks start; later saves and snapshots rebuild only the
         # targets that changed (at 50,000 targets the full set is ~0.2 s of loop time each).
         self._records()
@@ -312,6 +327,10 @@ class Monitor:
         seen.last_ok = result.ok
         seen.last_latency_ms = result.latency_ms
         seen.history.add(result.at, result.ok, result.latency_ms)
+        if result.detail is not None:
+            seen.detail = result.detail
+            if result.detail.cert_expires_at is not None:
+                self._cert_seen(rt, result.detail, result.at)
         if result.ok:
             seen.checks_ok += 1
         else:
@@ -369,6 +388,7 @@ class Monitor:
         self.notifiers = plan.notifiers
         self.worker.set_notifiers(self.notifiers)
         self.worker.set_digest_after(settings.digest_after)
+        self.pushes.set_targets(settings.targets)
         if settings.max_concurrency != old.max_concurrency:
             # Checks in flight finish under the old bound; every new one takes the new one.
             self._sem = asyncio.Semaphore(settings.max_concurrency)
@@ -394,6 +414,35 @@ class Monitor:
             removed=len(targets.removed),
             channels=[c.name for c in settings.channels() if c.enabled],
         )
+
+    # ------------------------------------------------------------------ kinds (SPEC 14)
+
+    def _pinged(self, name: str, at: float) -> None:
+        """A push target pinged: its page row shows the new "last ping" before its next check."""
+        rt = self.runtimes.get(name)
+        if rt is not None:
+            rt.observed.detail = Detail(last_ping=at)
+            rt.observed_changed()
+
+    def _cert_seen(self, rt: TargetRuntime, detail: Detail, at: float) -> None:
+        """An https target's certificate was looked at: raise EXPIRING when a threshold fell."""
+        assert detail.cert_expires_at is not None and detail.cert_fingerprint is not None
+        target = rt.target
+        days, changed = self.cert_warnings.step(
+            target.name, detail.cert_fingerprint, detail.cert_expires_at, at, target.cert_warn_days
+        )
+        if days is not None:
+            self.announcer.expiring(target, days, detail.cert_expires_at, at)
+        if changed and self._loop is not None:
+            document = self.cert_warnings.document()
+
+            def save() -> None:
+                try:
+                    self.cert_warnings.save(document)
+                except OSError as exc:  # at worst one EXPIRING more after a restart
+                    log.error("saving %s failed: %s", self.cert_warnings.path, exc.strerror)
+
+            self._loop.run_in_executor(None, save)
 
     # ------------------------------------------------------------------ views
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from keepalive.engine.history import History
 from keepalive.engine.snapshot import TargetSnapshot
+from keepalive.probe.detail import Detail
 from keepalive.state import Policy, Status, TargetState
 from keepalive.targets import Target
 
@@ -29,6 +30,7 @@ class Observed:
     __slots__ = (
         "checks_failed",
         "checks_ok",
+        "detail",
         "history",
         "last_check",
         "last_latency_ms",
@@ -49,6 +51,8 @@ class Observed:
         self.checks_failed = 0
         # Epoch seconds the current status began (shown as "since" while up).
         self.status_since = state.since if state.since is not None else now
+        # What the last check of a push, log or https target learned (keepalive.probe.detail).
+        self.detail: Detail | None = None
 
     @property
     def consecutive_failures(self) -> int:

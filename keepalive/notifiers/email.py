@@ -71,6 +71,9 @@ def _block(alert: Alert) -> list[str]:
     if alert.kind is AlertKind.TEST:
         rows.append(("Note", "a test alert: the e-mail channel works"))
         rows.append(("Sent", utc(alert.at)))
+    elif alert.kind is AlertKind.EXPIRING:
+        rows.append(("Certificate", clip(one_line(alert.reason), MAX_REASON)))
+        rows.append(("Expires", utc(alert.since)))
     else:
         label = "Last failure" if alert.kind is AlertKind.RECOVERED else "Reason"
         rows.append((label, clip(one_line(alert.reason), MAX_REASON)))

@@ -34,7 +34,7 @@ from keepalive.scrub import MASK, ScrubFilter, register_secret, scrub
 
 MAX_TEXT = 4096  # Telegram's limit, counted here in UTF-16 code units to be safe
 MAX_REASON = 300  # a server reason longer than this is noise in a notification
-ICONS = {AlertKind.DOWN: "🔴", AlertKind.RECOVERED: "✅", AlertKind.TEST: "🧪"}
+ICONS = {AlertKind.DOWN: "🔴", AlertKind.RECOVERED: "✅", AlertKind.TEST: "🧪", AlertKind.EXPIRING: "⏳"}
 
 # urllib3 logs every request line ("POST /bot<token>/sendMessage") at DEBUG level. Handlers set
 # up by the CLI scrub, but any other handler (a debugging session, pytest) would not.
@@ -77,6 +77,8 @@ def _single(alert: Alert) -> str:
     lines = [head, _field("URL", _fit(one_line(alert.url), 500))]
     if alert.kind is AlertKind.TEST:
         lines.append(_field("Sent", utc(alert.at)))
+    elif alert.kind is AlertKind.EXPIRING:
+        lines.append(_field("Expires", utc(alert.since)))
     else:
         if alert.kind is AlertKind.RECOVERED and alert.downtime is not None:
             lines.append(_field("Downtime", duration(alert.downtime)))
@@ -100,6 +102,8 @@ def _digest_line(alert: Alert) -> str:
         return f"{text}: {down}last failure: {_fit(one_line(alert.reason), 150)}"
     if alert.kind is AlertKind.TEST:
         return f"{text}: test alert"
+    if alert.kind is AlertKind.EXPIRING:
+        return f"{text}: {_fit(one_line(alert.reason), 150)}"
     return (
         f"{text}: {_fit(one_line(alert.reason), 150)}, since {utc(alert.since)}, "
         f"{alert.failed_checks} failed checks"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from keepalive.alerts import Alert, AlertKind
 
 # Digest summaries list kinds in this order, whatever order the alerts came in.
-KIND_ORDER = (AlertKind.DOWN, AlertKind.RECOVERED, AlertKind.TEST)
+KIND_ORDER = (AlertKind.DOWN, AlertKind.RECOVERED, AlertKind.EXPIRING, AlertKind.TEST)
 ELLIPSIS = "…"
 
 
