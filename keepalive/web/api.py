@@ -97,6 +97,9 @@ def auth_middleware(auth: ApiAuth) -> Middleware:
         if request.match_info.http_exception is not None:
             # No such route, or not for this method: 404/405 as before, whatever the token.
             return await handler(request)
+        if request.path.startswith(OPEN_PREFIXES):
+            # /ping/<token>: the push token is the credential, for POST as for GET (SPEC 14).
+            return await handler(request)
         write = request.method not in READ_METHODS
         if write or (auth.mode == AUTH_ALL and not is_open_path(request.path)):
             offered = offered_token(request, allow_basic=not write)
