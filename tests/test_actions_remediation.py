@@ -299,6 +299,10 @@ def test_clean_environment_keeps_what_is_not_secret() -> None:
 # --------------------------------------------------------------------------- limits
 
 
+def has_results(results: list[RemediationResult], count: int) -> Callable[[], bool]:
+    return lambda: len(results) == count
+
+
 def test_at_most_max_remediations_per_outage_and_a_new_outage_starts_again() -> None:
     tgt = target([sys.executable, "-c", "pass"], max_remediations=2)
     rem, events, results = remediator(tgt)
@@ -306,8 +310,7 @@ def test_at_most_max_remediations_per_outage_and_a_new_outage_starts_again() -> 
     async def go() -> None:
         for sequence in range(3):
             rem.after_stored([down(sequence=sequence)])
-            wanted = min(sequence + 1, 2)
-            await until(lambda: len(results) == wanted)
+            await until(has_results(results, min(sequence + 1, 2)))
         rem.after_stored([down(since=T0 + 3600)])  # a new outage
         await until(lambda: len(results) == 3)
 
