@@ -49,9 +49,11 @@ from keepalive.engine.snapshot import (
     to_status_json,
 )
 from keepalive.errors import ConfigError
+from keepalive.probe.push import PushBoard
 from keepalive.web.api import WriteApi
 from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, host_check, machine_names
 from keepalive.web.metrics import build_registry
+from keepalive.web.ping import add_ping_routes
 from keepalive.web.render import RenderCache, Rendered
 from keepalive.web.stream import PING_INTERVAL, RETRY_MS, EventHub, Stream
 
@@ -295,7 +297,7 @@ class _Handlers:
         await response.prepare(request)
         if request.method == hdrs.METH_HEAD:
             return response
-        stream, first = hub.open(request.headers.get("Last-Event-ID"))
+        stream, first = hub.open(request.headers.get("Last-Event-ID"), lambda: _reset(request))
         try:
             await self._stream(request, response, stream, [f"retry: {RETRY_MS}\n\n".encode(), *first])
         except (ConnectionError, TimeoutError):
@@ -362,6 +364,7 @@ def create_app(
     hub: EventHub | None = None,
     lookup: TargetLookup | None = None,
     writes: WriteApi | None = None,
+    pushes: PushBoard | None = None,
 ) -> web.Application:
     """The aiohttp application serving /health, /metrics, /api/status and the status page.
 
@@ -372,6 +375,7 @@ def create_app(
     ``hub``: what /api/events streams (the engine publishes into it; a fresh one, fed
     nothing but the monitor summary, by default). ``lookup``: one target with its history
     for /api/targets/<name> (without it, the name is looked up in a full snapshot).
+    ``pushes``: the push targets' board, which /ping/<token> writes (keepalive.web.ping).
     """
     cache = cache or RenderCache()
     hub = hub if hub is not None else EventHub(view)
@@ -382,6 +386,8 @@ def create_app(
     middlewares.append(writes.middleware())
     app = web.Application(middlewares=middlewares)
     writes.add_to(app)
+    if pushes is not None:
+        add_ping_routes(app, pushes)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/api/status", handlers.api_status)
@@ -443,6 +449,7 @@ async def start_web(
     hub: EventHub | None = None,
     lookup: TargetLookup | None = None,
     writes: WriteApi | None = None,
+    pushes: PushBoard | None = None,
 ) -> web.AppRunner:
     """Serve the endpoint on host:port and return the runner; ``await runner.cleanup()`` stops it.
 
@@ -451,7 +458,7 @@ async def start_web(
     """
     limit = ConnectionLimit(max_connections)
     names = allowed_names(host, (*extra_host_names, *await machine_names()))
-    app = create_app(view, names, limit, cache, send_timeout, hub, lookup, writes)
+    app = create_app(view, names, limit, cache, send_timeout, hub, lookup, writes, pushes)
     # No access log: it would write a second, Apache-style line format into the monitor's log,
     # once per scrape. A short shutdown timeout keeps a stop prompt: every answer is quick.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=idle_timeout)

@@ -104,11 +104,16 @@ class Stream:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False  # fell too far behind: cut with a reset
     ended: bool = False  # the server is stopping: closed cleanly
+    # Cuts the connection at once: its writer may be stuck in a write the client never takes.
+    on_drop: Callable[[], None] | None = None
 
     def push(self, event: bytes) -> None:
         if len(self.queue) >= MAX_QUEUED:
             # It has not taken the last MAX_QUEUED events: its writer is stuck in a write.
-            self.dropped = True
+            if not self.dropped:
+                self.dropped = True
+                if self.on_drop is not None:
+                    self.on_drop()
             self.queue.clear()
         else:
             self.queue.append(event)
@@ -211,9 +216,11 @@ class EventHub:
 
     # ------------------------------------------------------------------ streams
 
-    def open(self, last_event_id: str | None) -> tuple[Stream, list[bytes]]:
+    def open(
+        self, last_event_id: str | None, on_drop: Callable[[], None] | None = None
+    ) -> tuple[Stream, list[bytes]]:
         """A new stream and what it must be sent first: the missed events, or a reset."""
-        stream = Stream()
+        stream = Stream(on_drop=on_drop)
         self.streams.add(stream)
         self._last_stream_at = self._clock()
         missed = self._missed_since(last_event_id)
