@@ -154,6 +154,7 @@ class MonitorApp:
                     settings.http_port,
                     hub=self.hub,
                     lookup=self._target_with_history,
+                    pushes=self.monitor.pushes,
                 )
                 self.web_address = _first_address(runner.addresses)
             await self.monitor.start()
