@@ -4,6 +4,7 @@ signals and the command line's exit codes."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -265,8 +266,9 @@ def test_check_config_prints_settings_with_secrets_masked(tmp_path: Path) -> Non
     assert token not in result.stdout + result.stderr
     assert "s3cret-pass" not in result.stdout + result.stderr
     assert "TELEGRAM_BOT_TOKEN" in result.stdout and "*** (set)" in result.stdout
-    assert "telegram  on" in result.stdout
-    assert "email     off  SMTP_SERVER is not set" in result.stdout
+    # The channel column is as wide as the longest channel name.
+    assert re.search(r"^  telegram +on ", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^  email +off +SMTP_SERVER is not set$", result.stdout, re.MULTILINE), result.stdout
 
 
 def test_a_busy_http_port_is_one_line_and_exit_3(tmp_path: Path) -> None:
