@@ -32,6 +32,9 @@ class Alert:
     failed_checks: int  # failed checks in this outage so far
     downtime: float | None  # seconds down, RECOVERED only
     host: str  # the monitor's host name
+    # What the target's on_down did since its previous alert (SPEC 15), e.g. "restarted by
+    # `systemctl restart tq-server`: exit 0 in 1.2 s"; "" when nothing ran.
+    remediation: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

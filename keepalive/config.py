@@ -17,6 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
+from keepalive.actions.settings import DEFAULTS as KEEP_DEFAULTS
+from keepalive.actions.settings import Keep, load_keep
 from keepalive.errors import ConfigError
 from keepalive.fanout import DEFAULTS as FANOUT_DEFAULTS
 from keepalive.fanout import SECRET_NAMES as FANOUT_SECRETS
@@ -67,6 +69,7 @@ DEFAULTS: dict[str, str] = {
     "STOP_GRACE_SECONDS": "",
     **FANOUT_DEFAULTS,
     **QUIET_DEFAULTS,
+    **KEEP_DEFAULTS,
 }
 
 SECRET_NAMES = frozenset({"TELEGRAM_BOT_TOKEN", "SMTP_PASSWORD"}) | FANOUT_SECRETS | QUIET_SECRETS
@@ -114,7 +117,8 @@ SMTP_SECURITY_MODES = ("starttls", "ssl", "none")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
-_CHAT_ID = re.compile(r"^(-?\d+|@[A-Za-z][A-Za-z0-9_]{3,})$")
+# A chat id may name a forum topic after a colon (SPEC 16): -1001234567890:42.
+_CHAT_ID = re.compile(r"^(-?\d+|@[A-Za-z][A-Za-z0-9_]{3,})(:\d{1,10})?$")
 _EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+$")
 
 
@@ -175,6 +179,8 @@ class Settings:
     fanout: Fanout = field(default_factory=Fanout)
     # The API token, MONITOR_HTTP_AUTH and MAX_SILENCE (SPEC 12, 13): keepalive/policy/settings.py.
     quiet: Quiet = field(default_factory=Quiet)
+    # TELEGRAM_COMMANDS and TELEGRAM_SILENT_RECOVERY (SPEC 16): keepalive/actions/settings.py.
+    keep: Keep = field(default_factory=Keep)
     # [[maintenance]] windows of the targets file (SPEC 13).
     maintenance: tuple[Window, ...] = ()
 
@@ -418,7 +424,11 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
     chats = () if is_placeholder(get("TELEGRAM_CHAT_ID")) else _list(get("TELEGRAM_CHAT_ID"))
     for chat in chats:
         if not _CHAT_ID.match(chat):
-            raise _bad("TELEGRAM_CHAT_ID", chat, "numeric chat ids (or @channelname), comma-separated")
+            raise _bad(
+                "TELEGRAM_CHAT_ID",
+                chat,
+                "numeric chat ids (or @channelname), each with an optional :topic, comma-separated",
+            )
 
     password = _secret(raw, "SMTP_PASSWORD", root)
     register_secret(token, password)
@@ -499,6 +509,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
         stop_grace=stop_grace(raw, timeout),
         fanout=load_fanout(raw),
         quiet=load_quiet(raw),
+        keep=load_keep(raw, telegram=bool(token) and bool(chats)),
         maintenance=tuple(windows),
     )
 

@@ -127,7 +127,8 @@ def test_effective_settings_mask_secrets(tmp_path: Path) -> None:
         (
             "TELEGRAM_CHAT_ID",
             "12,abc",
-            "TELEGRAM_CHAT_ID='abc' is invalid: expected numeric chat ids (or @channelname), comma-separated",
+            "TELEGRAM_CHAT_ID='abc' is invalid: expected numeric chat ids (or @channelname), "
+            "each with an optional :topic, comma-separated",
         ),
         (
             "TELEGRAM_API_URL",

@@ -81,6 +81,8 @@ def _block(alert: Alert) -> list[str]:
         if alert.kind is AlertKind.RECOVERED and alert.downtime is not None:
             rows.append(("Downtime", duration(alert.downtime)))
         rows.append(("Failed checks", str(alert.failed_checks)))
+    if alert.remediation:
+        rows.append(("Remediation", clip(one_line(alert.remediation), MAX_REASON)))
     rows.append(("Monitor host", one_line(alert.host)))
     rows.append(("Alert id", alert.id))
     return [f"{label + ':':<15}{value}" for label, value in rows]

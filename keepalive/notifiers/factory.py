@@ -25,6 +25,7 @@ def build_notifiers(settings: Settings, session: requests.Session | None = None)
                 settings.telegram_chat_ids,
                 settings.telegram_api_url,
                 session=session,
+                silent_recovery=settings.keep.telegram_silent_recovery,
             )
         )
     if settings.email.enabled and settings.smtp_server and settings.email_sender:

@@ -84,6 +84,8 @@ def _single(alert: Alert) -> str:
             lines.append(_field("Downtime", duration(alert.downtime)))
         lines.append(_field("Down since", utc(alert.since)))
         lines.append(_field("Failed checks", str(alert.failed_checks)))
+    if alert.remediation:
+        lines.append(_field("Remediation", _fit(one_line(alert.remediation), 500)))
     lines.append(_field("Monitor", _fit(one_line(alert.host), 100)))
     # The reason is sized last, with the room the fixed fields leave, so only it is ever cut.
     label = "Last failure" if alert.kind is AlertKind.RECOVERED else "Reason"
@@ -210,6 +212,7 @@ class TelegramNotifier(Notifier):
         *,
         deadline: float = 30.0,
         per_group_interval: float = 3.0,
+        silent_recovery: bool = False,
     ) -> None:
         if not token:
             raise ValueError("TelegramNotifier needs a bot token (TELEGRAM_BOT_TOKEN)")
@@ -229,6 +232,8 @@ class TelegramNotifier(Notifier):
         self._lock = threading.Lock()
         # A group upgraded to a supergroup has a new id; Telegram says which once per message.
         self._migrated: dict[str, str] = {}
+        # TELEGRAM_SILENT_RECOVERY (SPEC 16): a message of recoveries only arrives without a sound.
+        self._silent_recovery = silent_recovery
 
     def digest_capacity(self, alerts: Sequence[Alert]) -> int:
         """How many of ``alerts`` one digest names in full (the outbox sends the rest next)."""
@@ -262,7 +267,7 @@ class TelegramNotifier(Notifier):
         with self._lock:
             chat = self._migrated.get(recipient, recipient)
         try:
-            return self._post(chat, text, reply_to)
+            return self._post(chat, text, reply_to, self._quiet(alerts))
         except _Migrated as moved:
             with self._lock:
                 self._migrated[recipient] = moved.new_chat
@@ -273,9 +278,13 @@ class TelegramNotifier(Notifier):
                 moved.new_chat,
             )
             # The old chat's message ids mean nothing in the new one: no reply there.
-            return self._post(moved.new_chat, text, None)
+            return self._post(moved.new_chat, text, None, self._quiet(alerts))
 
-    def _post(self, chat: str, text: str, reply_to: str | None) -> str | None:
+    def _quiet(self, alerts: Sequence[Alert]) -> bool:
+        return self._silent_recovery and all(a.kind is AlertKind.RECOVERED for a in alerts)
+
+    def _post(self, chat: str, text: str, reply_to: str | None, quiet: bool = False) -> str | None:
+        chat, topic = split_chat(chat)
         payload: dict[str, Any] = {
             "chat_id": chat,
             "text": text,
@@ -284,6 +293,10 @@ class TelegramNotifier(Notifier):
             # Older self-hosted Bot API servers only know the pre-7.0 spelling.
             "disable_web_page_preview": True,
         }
+        if topic is not None:
+            payload["message_thread_id"] = topic  # a forum topic: -1001234567890:42
+        if quiet:
+            payload["disable_notification"] = True
         if reply_to is not None and reply_to.isdigit():
             # Threaded under the DOWN; if that message was deleted, send it anyway.
             payload["reply_parameters"] = {"message_id": int(reply_to), "allow_sending_without_reply": True}
@@ -354,6 +367,14 @@ class TelegramNotifier(Notifier):
         for form in (self._token, quote(self._token, safe=""), quote(self._token)):
             text = text.replace(form, MASK)
         return scrub(one_line(text))[:MAX_REASON]
+
+
+def split_chat(chat: str) -> tuple[str, int | None]:
+    """``-1001234567890:42`` -> (``-1001234567890``, 42): a chat id and its forum topic."""
+    head, sep, topic = chat.rpartition(":")
+    if sep and head and topic.isdigit():
+        return head, int(topic)
+    return chat, None
 
 
 class _Migrated(Exception):
