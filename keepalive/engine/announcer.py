@@ -86,6 +86,9 @@ class Announcer:
         self.hostname = hostname
         self._queue = queue
         self.policy: AlertPolicy = policy if policy is not None else NotifyAll()
+        # What a target's on_down did since its last alert (SPEC 15, keepalive.actions), said in
+        # the next DOWN or RECOVERED of that target; None: no remediation wired in.
+        self.remark: Callable[[str, AlertKind], str] | None = None
 
     def changed(
         self,
@@ -132,6 +135,7 @@ class Announcer:
             failed_checks=raised.failed_checks,
             downtime=raised.downtime,
             host=self.hostname,
+            remediation=self.remark(target.name, raised.kind) if self.remark is not None else "",
         )
         if raised.kind is AlertKind.DOWN:
             self.reporter.report(

@@ -94,6 +94,9 @@ class Persister:
         self._records = records
         self._routes = routes
         self._stored = stored
+        # Told, on the loop, which alerts the outbox now holds (SPEC 15: a DOWN's on_down starts
+        # only once its alert is safe). It must return at once.
+        self.after_store: Callable[[Sequence[Alert]], None] | None = None
         self._wall = wall
         self._now = monotonic
         self._pending: list[Alert] = []
@@ -216,6 +219,11 @@ class Persister:
                 recipients=[f"{c}:{r}" for c, r in routes],
             )
         self._stored()
+        if self.after_store is not None:
+            try:
+                self.after_store(alerts)
+            except Exception:  # a remediation bug must never cost the alert path
+                log.exception("the after-store hook failed")
 
     async def _save(self) -> None:
         if self._pending:
