@@ -29,6 +29,12 @@ class Holding:
         self.asked.append((alert.kind.value, target.name))
         return self.why
 
+    def annotate(self, alert: Alert, target: Target) -> Alert:
+        return alert
+
+    def is_held(self, name: str) -> bool:
+        return self.why is not None
+
 
 def announcer(policy: Holding | None = None) -> tuple[Announcer, EventLog, list[Alert]]:
     events = EventLog(None, clock=lambda: T0)

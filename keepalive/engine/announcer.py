@@ -5,8 +5,9 @@ to the events file (JSON) and to the log (one ``key=value`` line), so the two ne
 and nobody hand-builds a second copy.
 
 Between "the state machine raised X" and "X is queued for delivery" sits ``AlertPolicy``: the
-place where silences, maintenance windows and dependencies (SPEC 13) will hold a notification.
-Today nothing is held (``NotifyAll``); the state machine itself never learns about holds.
+place where silences, maintenance windows and dependencies (SPEC 13) hold a notification
+(keepalive.policy.holds); without them nothing is held (``NotifyAll``). The state machine
+itself never learns about holds.
 """
 
 from __future__ import annotations
@@ -63,12 +64,26 @@ class AlertPolicy(Protocol):
         """Why ``alert`` is held (e.g. "silence 3f2a"), or None to notify it."""
         ...
 
+    def annotate(self, alert: Alert, target: Target) -> Alert:
+        """The alert as it is notified (a parent's DOWN names its failing dependents)."""
+        ...
+
+    def is_held(self, name: str) -> bool:
+        """True while the target's DOWN is held (remediation waits, SPEC 15)."""
+        ...
+
 
 class NotifyAll:
     """No silences, maintenance windows or dependencies: every raised alert is notified."""
 
     def hold(self, alert: Alert, target: Target) -> str | None:
         return None
+
+    def annotate(self, alert: Alert, target: Target) -> Alert:
+        return alert
+
+    def is_held(self, name: str) -> bool:
+        return False
 
 
 class Announcer:
@@ -168,7 +183,7 @@ class Announcer:
                 "alert_held", "alert held", target=target.name, alert_id=alert.id, kind=alert.kind, why=held
             )
         else:
-            self._queue(alert)
+            self._queue(self.policy.annotate(alert, target))
         return alert
 
     def expiring(self, target: Target, days: int, expires_at: float, at: float) -> Alert:
