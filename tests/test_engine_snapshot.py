@@ -88,6 +88,8 @@ def test_the_status_document_has_exactly_the_keys_it_always_had_plus_problems() 
         "oldest_undelivered_age_seconds": 1.235,
         "checks_total": 10,
         "checks_missed_total": 1,
+        "targets_held": 0,
+        "targets_in_maintenance": 0,
         "schedule_lag_seconds": {"p50": 0.0123, "p99": 0.0457, "max": 0.1},
     }
     assert document["targets"] == [
@@ -104,6 +106,12 @@ def test_the_status_document_has_exactly_the_keys_it_always_had_plus_problems() 
             "uptime_percent": 60.0,
             "checks_ok_total": 6,
             "checks_failed_total": 4,
+            "silenced_by": None,
+            "held_until": None,
+            "held_alert": False,
+            "downtime_seconds": 0.0,
+            "downtime_in_maintenance_seconds": 0.0,
+            "downtime_held_by_dependency_seconds": 0.0,
             "history": [[T0, None, False], [T0 + 5, 12.34, True]],
         }
     ]

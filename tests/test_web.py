@@ -60,6 +60,8 @@ STATUS: dict[str, Any] = {
         "oldest_undelivered_age_seconds": 42.5,
         "checks_total": 240,
         "checks_missed_total": 3,
+        "targets_held": 0,
+        "targets_in_maintenance": 0,
         "schedule_lag_seconds": {"p50": 0.001, "p99": 0.012, "max": 0.05},
     },
     "targets": [
@@ -76,6 +78,12 @@ STATUS: dict[str, Any] = {
             "uptime_percent": 98.3,
             "checks_ok_total": 118,
             "checks_failed_total": 2,
+            "silenced_by": None,
+            "held_until": None,
+            "held_alert": False,
+            "downtime_seconds": 0.0,
+            "downtime_in_maintenance_seconds": 0.0,
+            "downtime_held_by_dependency_seconds": 0.0,
             "history": HISTORY_UP,
         },
         {
@@ -91,6 +99,12 @@ STATUS: dict[str, Any] = {
             "uptime_percent": 83.33,
             "checks_ok_total": 100,
             "checks_failed_total": 20,
+            "silenced_by": None,
+            "held_until": None,
+            "held_alert": False,
+            "downtime_seconds": 0.0,
+            "downtime_in_maintenance_seconds": 0.0,
+            "downtime_held_by_dependency_seconds": 0.0,
             "history": HISTORY_DOWN,
         },
     ],
@@ -126,6 +140,8 @@ STATUS: dict[str, Any] = {
             "failed_total": 0,
         },
     ],
+    "silences": [],
+    "maintenance": [],
 }
 
 UNKNOWN_TARGET: dict[str, Any] = {

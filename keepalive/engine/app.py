@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from keepalive.apitoken import ensure_token
 from keepalive.config import Settings, load_settings
 from keepalive.delivery.outbox import DeliveryWorker, Outbox
 from keepalive.engine.announcer import AlertPolicy
@@ -32,6 +33,8 @@ from keepalive.logfile import reopen_log_files
 from keepalive.notifiers.alertmanager import LeaseRenewer
 from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.factory import build_notifiers
+from keepalive.policy.runner import Quiet
+from keepalive.web.api import ApiAuth, SilenceRoutes, WriteApi
 
 if TYPE_CHECKING:
     from keepalive.web.stream import EventHub
@@ -73,6 +76,8 @@ class MonitorApp:
         self._load = load
         self._reloading = asyncio.Lock()
         self.web_address: str | None = None
+        self.api_token = ""  # SPEC 12; set by build()
+        self.quiet: Quiet | None = None  # SPEC 13: the silence book and the hold policy
         self.hub: EventHub | None = None  # the page's event stream, while the web endpoint runs
 
     @classmethod
@@ -115,6 +120,13 @@ class MonitorApp:
                 raise ConfigError(
                     f"MONITOR_STATE_DIR={str(settings.state_dir)!r} cannot be used: {reason}"
                 ) from None
+            try:
+                # SPEC 12: generated into the state dir at the first start (0600), then reused.
+                api_token = ensure_token(settings.state_dir, settings.quiet.api_token)
+            except ConfigError:
+                outbox.close()
+                events.close()
+                raise
         except BaseException:
             lock.release()
             raise
@@ -131,9 +143,16 @@ class MonitorApp:
             alert_policy=alert_policy,
             clock=clock,
         )
-        return cls(
+        app = cls(
             settings, lock=lock, events=events, outbox=outbox, worker=worker, monitor=monitor, load=load
         )
+        app.api_token = api_token
+        if alert_policy is None:
+            # Silences, maintenance windows and dependencies (SPEC 13) decide what is held.
+            app.quiet = Quiet(monitor)
+            monitor.announcer.policy = app.quiet.holds
+            monitor.decorate = app.quiet.decorate
+        return app
 
     async def run(self, stop: asyncio.Event, on_started: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then stop every part. A web address that cannot be bound
@@ -145,6 +164,7 @@ class MonitorApp:
         heartbeat: asyncio.Task[None] | None = None
         checking = delivering = False
         renewer: LeaseRenewer | None = None
+        quiet_task: asyncio.Task[None] | None = None
         try:
             if settings.http_port:
                 from keepalive.web.stream import EventHub
@@ -158,6 +178,7 @@ class MonitorApp:
                     hub=self.hub,
                     lookup=self._target_with_history,
                     pushes=self.monitor.pushes,
+                    writes=self._writes(),
                 )
                 self.web_address = _first_address(runner.addresses)
             await self.monitor.start()
@@ -167,6 +188,8 @@ class MonitorApp:
             renewer = LeaseRenewer(lambda: self.monitor.notifiers)
             renewer.start()
             heartbeat = self._start_heartbeat(stop)
+            if self.quiet is not None:
+                quiet_task = asyncio.get_running_loop().create_task(self.quiet.run(stop), name="holds")
             self.monitor.announce_started(self.web_address)
             if on_started is not None:
                 on_started()
@@ -177,8 +200,13 @@ class MonitorApp:
                 await asyncio.gather(heartbeat, return_exceptions=True)
             if runner is not None:
                 await runner.cleanup()
+            if quiet_task is not None:
+                quiet_task.cancel()
+                await asyncio.gather(quiet_task, return_exceptions=True)
             if checking:
                 await self.monitor.stop()
+            if self.quiet is not None and checking:
+                await self.quiet.save()  # what was held and notified survives the restart
             if renewer is not None:
                 renewer.stop()
             if delivering:
@@ -220,6 +248,8 @@ class MonitorApp:
             applied = time.monotonic()
             self.monitor.apply_reload(plan)
             self.settings = new
+            if self.quiet is not None:
+                self.quiet.configure()  # windows and depends_on as the file now says
             if self.hub is not None:
                 self.hub.reset("configuration reloaded")
             log.info(
@@ -231,6 +261,13 @@ class MonitorApp:
     def _target_with_history(self, name: str) -> TargetSnapshot | None:
         rt = self.monitor.runtimes.get(name)
         return None if rt is None else view_with_history(rt)
+
+    def _writes(self) -> WriteApi:
+        """The token rules and the write routes (SPEC 12, 13)."""
+        routes: list[Callable[..., None]] = []
+        if self.quiet is not None:
+            routes.append(SilenceRoutes(self.quiet.book, self.monitor.reporter.report).add_to)
+        return WriteApi(ApiAuth(self.api_token, self.settings.quiet.http_auth), routes)
 
     def close(self) -> None:
         self.events.close()

@@ -190,6 +190,8 @@ class Monitor:
         self._last_progress = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._snapshots: dict[bool, tuple[float, MonitorSnapshot]] = {}
+        # Adds what the hold policy knows (SPEC 13: silenced_by, silences) to each snapshot.
+        self.decorate: Callable[[MonitorSnapshot], MonitorSnapshot] | None = None
         # Each target's state-file record, rebuilt only for the targets checked since the last
         # save: building all 50,000 on every save held the loop ~300 ms.
         self._saved_records: dict[str, dict[str, Any]] = {}
@@ -490,6 +492,8 @@ class Monitor:
         if cached is not None and now - cached[0] < SNAPSHOT_MAX_AGE:
             return cached[1]
         snap = self._build_snapshot(include_history)
+        if self.decorate is not None:
+            snap = self.decorate(snap)
         self._snapshots[include_history] = (now, snap)
         return snap
 

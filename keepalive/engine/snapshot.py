@@ -49,6 +49,17 @@ class TargetSnapshot:
     checks_failed_total: int
     # Oldest first; None when the snapshot was taken without history (it is the costly part).
     history: Sequence[HistoryPoint] | None = None
+    # Quiet on purpose (SPEC 13, keepalive.policy.holds): why notifications are held now
+    # ("silence 3f2a9c1e ...", "maintenance nightly-backup", "depends on 'router' (down)"),
+    # until when (None: until a parent recovers), and whether a DOWN waits for the hold to end.
+    silenced_by: str | None = None
+    held_until: float | None = None
+    held_alert: bool = False
+    # Seconds failing or down since records began, and the parts inside maintenance or held
+    # by a dependency (the uptime figures say how much of an outage was planned or inherited).
+    downtime_seconds: float = 0.0
+    downtime_in_maintenance_seconds: float = 0.0
+    downtime_held_by_dependency_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,30 @@ class ReplicaSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class SilenceSnapshot:
+    """A silence as the page, /api/status and the command line show it: who, why, until."""
+
+    id: str
+    targets: tuple[str, ...]
+    starts_at: float
+    ends_at: float
+    comment: str
+    created_by: str
+
+
+def silence_json(silence: SilenceSnapshot, now: float) -> dict[str, Any]:
+    return {
+        "id": silence.id,
+        "targets": list(silence.targets),
+        "starts_at": iso(silence.starts_at),
+        "ends_at": iso(silence.ends_at),
+        "remaining_seconds": round(max(0.0, silence.ends_at - now), 1),
+        "comment": silence.comment,
+        "created_by": silence.created_by,
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class MonitorSnapshot:
     host: str
     version: str
@@ -109,6 +144,12 @@ class MonitorSnapshot:
     targets: tuple[TargetSnapshot, ...]
     channels: tuple[ChannelSnapshot, ...]
     replica: ReplicaSnapshot | None = None
+    # SPEC 13: targets whose notifications are held now, those inside an open maintenance
+    # window, every silence not yet expired, and each open window with its closing time.
+    targets_held: int = 0
+    targets_in_maintenance: int = 0
+    silences: tuple[SilenceSnapshot, ...] = ()
+    maintenance_open: tuple[tuple[str, float], ...] = ()
 
     @property
     def uptime_seconds(self) -> float:
@@ -158,6 +199,12 @@ def target_json(target: TargetSnapshot, include_history: bool) -> dict[str, Any]
         "uptime_percent": target.uptime_percent,
         "checks_ok_total": target.checks_ok_total,
         "checks_failed_total": target.checks_failed_total,
+        "silenced_by": target.silenced_by,
+        "held_until": iso(target.held_until),
+        "held_alert": target.held_alert,
+        "downtime_seconds": round(target.downtime_seconds, 1),
+        "downtime_in_maintenance_seconds": round(target.downtime_in_maintenance_seconds, 1),
+        "downtime_held_by_dependency_seconds": round(target.downtime_held_by_dependency_seconds, 1),
     }
     if include_history:
         if target.history is None:
@@ -200,6 +247,9 @@ def to_status_json(snapshot: MonitorSnapshot, include_history: bool) -> dict[str
         "monitor": monitor_json(snapshot),
         "targets": [target_json(t, include_history) for t in snapshot.targets],
         "channels": [channel_json(c) for c in snapshot.channels],
+        # Silences not yet expired and maintenance windows open now (SPEC 13).
+        "silences": [silence_json(s, snapshot.taken_at) for s in snapshot.silences],
+        "maintenance": [{"name": n, "open_until": iso(until)} for n, until in snapshot.maintenance_open],
         # Which replica this is; "targets" lists exactly the targets it checks (SPEC 17).
         **({"replica": replica_json(snapshot.replica)} if snapshot.replica is not None else {}),
     }
@@ -226,6 +276,8 @@ def monitor_json(snapshot: MonitorSnapshot) -> dict[str, Any]:
         "oldest_undelivered_age_seconds": _round(snapshot.oldest_undelivered_age_seconds, 3),
         "checks_total": snapshot.checks_total,
         "checks_missed_total": snapshot.checks_missed_total,
+        "targets_held": snapshot.targets_held,
+        "targets_in_maintenance": snapshot.targets_in_maintenance,
         "schedule_lag_seconds": {
             "p50": _round(lag.p50, 4),
             "p99": _round(lag.p99, 4),
