@@ -8,6 +8,7 @@ import requests
 
 from keepalive.config import Settings
 from keepalive.notifiers.alertmanager import AlertmanagerNotifier, book_at
+from keepalive.notifiers.apprise_channel import AppriseNotifier
 from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.email import EmailNotifier
 from keepalive.notifiers.log import LogNotifier
@@ -51,6 +52,8 @@ def fanout_notifiers(settings: Settings, session: requests.Session | None = None
     built: list[Notifier] = []
     if fanout.webhook_urls:
         built.append(WebhookNotifier(fanout.webhook_urls, fanout.webhook_secret, session=session))
+    if fanout.apprise_urls:
+        built.append(AppriseNotifier(fanout.apprise_urls))
     if fanout.alertmanager_urls:
         built.append(
             AlertmanagerNotifier(
