@@ -221,5 +221,5 @@ class Announcer:
                 "alert_held", "alert held", target=target.name, alert_id=alert.id, kind=alert.kind, why=held
             )
         else:
-            self._queue(alert)
+            self._queue(self.policy.annotate(alert, target))
         return alert

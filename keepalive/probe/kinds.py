@@ -131,12 +131,12 @@ def _ca_file(where: str, value: Any) -> str:
         ca_context(value)
     except FileNotFoundError:
         raise ConfigError(f"{where}: tls_ca_file={value!r} is invalid: the file does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: tls_ca_file={value!r} cannot be read: {exc.strerror}") from None
-    except ssl.SSLError as exc:
+    except ssl.SSLError as exc:  # before OSError, its base class
         raise ConfigError(
             f"{where}: tls_ca_file={value!r} is invalid: no PEM certificate in it ({exc.reason or exc})"
         ) from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: tls_ca_file={value!r} cannot be read: {exc.strerror}") from None
     return value
 
 
