@@ -119,8 +119,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="for scripts: each setting's effective value (paths absolute) followed by a NUL byte; "
         "secrets are refused; exit 3 when one is invalid",
     )
+    # Writes to the running monitor (SPEC 12, 13), with the token from MONITOR_STATE_DIR/api_token.
+    mode.add_argument(
+        "--silence",
+        action="append",
+        metavar="GLOB",
+        help="hold the notifications of the targets matching GLOB (db-*, repeatable) for --for; "
+        "prints the silence id; exit 0 done, 1 not (e.g. the monitor is not running)",
+    )
+    mode.add_argument("--silences", action="store_true", help="list the silences not yet expired")
+    mode.add_argument("--unsilence", metavar="ID", help="end a silence now (its id or 8-character prefix)")
+    parser.add_argument(
+        "--for", dest="silence_for", metavar="DURATION", help="with --silence: 90s, 45m, 2h, 1h30m"
+    )
+    parser.add_argument("--comment", default="", help="with --silence: why (shown with the silence)")
     parser.add_argument("--version", action="version", version=f"keepalive-monitor {__version__}")
-    return parser.parse_args(list(argv))
+    args = parser.parse_args(list(argv))
+    if args.silence and not args.silence_for:
+        parser.error("--silence needs --for DURATION (a silence always ends)")
+    if not args.silence and (args.silence_for or args.comment):
+        parser.error("--for and --comment go with --silence")
+    return args
 
 
 def config_error(exc: ConfigError) -> int:
@@ -146,6 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_once(settings)
     if args.test_alert:
         return test_alert(settings)
+    if args.silence or args.silences or args.unsilence:
+        from keepalive import client
+
+        if args.silence:
+            return client.silence(settings, args.silence, args.silence_for, args.comment)
+        if args.silences:
+            return client.list_silences(settings)
+        return client.unsilence(settings, args.unsilence)
     try:
         setup_logging(settings=settings)
     except OSError as exc:
