@@ -4,6 +4,9 @@ resolution re-sent for 5 minutes, resumed from the state directory after a resta
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,3 +186,19 @@ def test_an_instance_removed_from_the_settings_gets_no_renewals(am: WebhookRecei
 def test_one_book_per_state_directory(tmp_path: Path) -> None:
     assert book_at(tmp_path) is book_at(tmp_path)
     assert book_at(tmp_path) is not book_at(tmp_path / "other")
+
+
+def test_the_documented_alertmanager_config_is_valid() -> None:
+    """docs/alertmanager/alertmanager.yml (routes to Telegram) passes amtool check-config."""
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("amtool is not installed (Debian's prometheus-alertmanager): required when CI=true")
+        pytest.skip("amtool is not installed (apt-get install prometheus-alertmanager)")
+    config = Path(__file__).resolve().parent.parent / "docs" / "alertmanager" / "alertmanager.yml"
+
+    result = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    assert "telegram_configs" in config.read_text()
