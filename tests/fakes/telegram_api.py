@@ -19,6 +19,13 @@ Behaviour is scriptable globally or per chat, for the next N requests or for goo
     fake.flood()                                        # 200 and a body that never ends
     fake.migrate("-100", to="-1001234567890")           # 400 with parameters.migrate_to_chat_id
 
+The bot's side of chats (SPEC 16): ``fake.push_update("42", "/status")`` queues a message
+update; ``getUpdates`` long-polls (``timeout``) and treats ``offset`` as Telegram does (every
+update before it is confirmed and gone); ``fake.conflict(times=2)`` answers the next getUpdates
+with 409 Conflict; ``setMyCommands`` is recorded in ``commands_set`` and every getUpdates
+payload in ``update_requests``. Messages keep their payload (``message_thread_id``,
+``disable_notification``).
+
 Rules for one chat win over global ones; a lasting rule wins over a counted one. The same
 rules can be set over HTTP (``POST /__fake__/rule`` with a JSON object such as
 ``{"rule": "429", "times": 2, "retry_after": 1, "chat": "42"}``); ``GET /__fake__/messages``
@@ -221,6 +228,19 @@ class _Handler(BaseHTTPRequestHandler):
                 200, {"ok": True, "result": {"id": 123456789, "is_bot": True, "username": "fake_bot"}}
             )
             return
+        if method in ("getUpdates", "setMyCommands"):
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                payload = None
+            if not isinstance(payload, dict):
+                self._reply(400, {"ok": False, "error_code": 400, "description": "Bad Request: invalid JSON"})
+                return
+            if method == "getUpdates":
+                self._reply(*owner._get_updates(payload))
+            else:
+                self._reply(*owner._set_my_commands(payload))
+            return
         if method != "sendMessage" or self.command != "POST":
             self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"})
             return
@@ -296,6 +316,12 @@ class FakeTelegram:
         self._lasting: dict[str | None, Rule] = {}
         self._counted: dict[str | None, list[Rule]] = {}
         self._next_id = 1
+        # getUpdates (the bot's commands, SPEC 16): scripted updates, 409s, what was asked.
+        self._updates: list[dict[str, Any]] = []
+        self._next_update_id = 1
+        self._conflicts = 0
+        self.update_requests: list[dict[str, Any]] = []
+        self.commands_set: list[list[dict[str, Any]]] = []
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -324,6 +350,8 @@ class FakeTelegram:
         if server is None:
             return
         self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()  # long-polling getUpdates return now
         server.shutdown()
         server.server_close()
         if thread is not None:
@@ -386,6 +414,84 @@ class FakeTelegram:
     def migrate(self, chat: str, to: str) -> None:
         """``chat`` became a supergroup with id ``to``: every send to ``chat`` gets the 400."""
         self.add_rule(Rule("migrate", migrate_to=to), chat)
+
+    def push_update(
+        self,
+        chat: int | str,
+        text: str,
+        *,
+        user: str | None = "ops",
+        user_id: int = 1001,
+        chat_username: str | None = None,
+        topic: int | None = None,
+        date: float | None = None,
+    ) -> int:
+        """A message ``text`` in ``chat`` for the bot to read with getUpdates; its update_id."""
+        with self._changed:
+            update_id = self._next_update_id
+            self._next_update_id += 1
+            sender: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": "Op"}
+            if user is not None:
+                sender["username"] = user
+            chat_obj: dict[str, Any] = {"id": int(chat), "type": "private" if int(chat) > 0 else "supergroup"}
+            if chat_username is not None:
+                chat_obj["username"] = chat_username
+            message: dict[str, Any] = {
+                "message_id": 10_000 + update_id,
+                "date": int(time.time() if date is None else date),
+                "chat": chat_obj,
+                "from": sender,
+                "text": text,
+            }
+            if topic is not None:
+                message["message_thread_id"] = topic
+                message["is_topic_message"] = True
+            self._updates.append({"update_id": update_id, "message": message})
+            self._changed.notify_all()
+            return update_id
+
+    def conflict(self, times: int = 1) -> None:
+        """The next ``times`` getUpdates answer 409 Conflict (another consumer of the bot)."""
+        with self._lock:
+            self._conflicts += times
+
+    def pending_updates(self) -> int:
+        """Updates not yet confirmed by a later offset."""
+        with self._lock:
+            return len(self._updates)
+
+    def wait_for_update_requests(self, count: int, timeout: float = 10.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.update_requests) >= count, timeout)
+
+    def _get_updates(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        timeout = payload.get("timeout", 0)
+        offset = payload.get("offset")
+        with self._changed:
+            self.update_requests.append(dict(payload))
+            self._changed.notify_all()
+            if self._conflicts:
+                self._conflicts -= 1
+                return _error(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot "
+                    "instance is running",
+                )
+            if isinstance(offset, int):
+                # As Telegram does: an offset confirms every update before it, for good.
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            wait = float(timeout) if isinstance(timeout, int | float) else 0.0
+            self._changed.wait_for(lambda: bool(self._updates) or self._stopping.is_set(), min(wait, 30.0))
+            return 200, {"ok": True, "result": list(self._updates[:100])}
+
+    def _set_my_commands(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        commands = payload.get("commands")
+        if not isinstance(commands, list) or not commands:
+            return _error(400, "Bad Request: commands must be a non-empty array")
+        with self._changed:
+            self.commands_set.append(commands)
+            self._changed.notify_all()
+        return 200, {"ok": True, "result": True}
 
     def reset(self) -> None:
         """Forget every rule and every record."""
