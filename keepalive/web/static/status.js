@@ -205,8 +205,15 @@
     orderStale = false;
   }
 
+  // Every row is as tall as the style sheet says (--row-h; taller on a phone, where a row is
+  // a card), but borders and margins add to it: a row on screen is measured at each draw.
   function rowHeight() {
-    // Set in the style sheet (taller on a phone, where a row is a card); every row has it.
+    const row = tbody.querySelector("tr.row");
+    if (row) {
+      const style = getComputedStyle(row);
+      const height = row.getBoundingClientRect().height + parseFloat(style.marginTop) + parseFloat(style.marginBottom);
+      if (height > 0) return height;
+    }
     const value = parseFloat(getComputedStyle(tbody).getPropertyValue("--row-h"));
     return Number.isFinite(value) && value > 0 ? value : 48;
   }
@@ -257,6 +264,7 @@
 
   function renderList() {
     if (orderStale) rebuildOrder();
+    byId("targets").hidden = targets.size === 0; // first: a hidden row measures 0
     const total = order.length;
     const height = rowHeight();
     const top = tbody.getBoundingClientRect().top; // relative to the viewport
@@ -268,8 +276,9 @@
     for (let i = first; i < last; i++) rows.push(targetRow(targets.get(order[i]), i));
     if (last < total) rows.push(spacer((total - last) * height));
     tbody.replaceChildren(...rows);
+    // Drawn from an estimate (the first draw, or the layout changed): again, from the measure.
+    if (last > first && Math.abs(rowHeight() - height) > 0.01) queueRender();
     byId("targets").setAttribute("aria-rowcount", String(total + 1));
-    byId("targets").hidden = targets.size === 0;
     byId("no-targets").hidden = !haveList || targets.size > 0;
     byId("no-match").hidden = targets.size === 0 || total > 0;
     byId("shown").textContent =
@@ -654,6 +663,8 @@
   window.addEventListener("popstate", followAddress);
   window.addEventListener("scroll", queueRender, { passive: true });
   window.addEventListener("resize", queueRender);
+  // A font that arrives after the first draw changes every row's height: draw again.
+  if (document.fonts) document.fonts.addEventListener("loadingdone", queueRender);
 
   setInterval(updateAges, 1000);
   followAddress();
