@@ -4,15 +4,18 @@ resolution re-sent for 5 minutes, resumed from the state directory after a resta
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from keepalive.alerts import AlertKind
+from keepalive.alerts import Alert, AlertKind
+from keepalive.engine.app import MonitorApp
 from keepalive.notifiers.alertmanager import (
     RENEW_EVERY,
     RESOLVED_FOR,
@@ -25,7 +28,7 @@ from keepalive.notifiers.alertmanager import (
 from keepalive.notifiers.base import NotifyError
 from keepalive.targets import Target
 from tests.fakes.delivery_fixtures import DeliveryHarness, make_alert
-from tests.fakes.engine import WallClock
+from tests.fakes.engine import ScriptedChecker, WallClock, targets_settings, toml_targets
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 API = "/api/v2/alerts"
@@ -202,3 +205,65 @@ def test_the_documented_alertmanager_config_is_valid() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
     assert "telegram_configs" in config.read_text()
+
+
+class HoldEverything:
+    """An AlertPolicy (SPEC 13's seam) under which every alert is held, as a silence would."""
+
+    def hold(self, alert: Alert, target: Target) -> str | None:
+        return "silence test"
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["notified", "held-by-a-silence"])
+def test_on_the_engine_an_outage_reaches_every_instance_unless_a_silence_holds_it(
+    am: WebhookReceiver, tmp_path: Path, held: bool
+) -> None:
+    """The real composition root with the factory's channels: a held alert never reaches
+    Alertmanager (the policy decides before the outbox), a notified one reaches each instance."""
+    with WebhookReceiver() as second:
+        settings = targets_settings(
+            tmp_path,
+            toml_targets(
+                {"name": "api", "url": "http://api.example/health", "interval": 0.1, "failure_threshold": 1}
+            ),
+            ALERTMANAGER_URLS=f"{am.url},{second.url}",
+            MONITOR_NAME="replica-a",
+            REPEAT_ALERTS="false",
+        )
+        checker = ScriptedChecker(time.time)
+        checker.verdicts["api"] = "HTTP 503"
+        app = MonitorApp.build(settings, checker=checker, alert_policy=HoldEverything() if held else None)
+
+        async def go() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(app.run(stop))
+            async with asyncio.timeout(20):
+                while not any(e["event"] in ("alert_held", "alert_sent") for e in app.events.recent):
+                    await asyncio.sleep(0.02)
+                if not held:
+                    while len([e for e in app.events.recent if e["event"] == "alert_sent"]) < 3:
+                        await asyncio.sleep(0.02)  # log, and both instances
+            stop.set()
+            await task
+
+        try:
+            asyncio.run(go())
+        finally:
+            app.close()
+        if held:
+            assert am.received() == [] and second.received() == []
+            assert [e["why"] for e in app.events.recent if e["event"] == "alert_held"] == ["silence test"]
+        else:
+            for instance in (am, second):
+                (posted,) = instance.received(API)
+                (alert,) = posted.json()
+                assert alert["labels"] == {
+                    "alertname": "KeepAliveTargetDown",
+                    "target": "api",
+                    "severity": "critical",
+                }
+                assert (alert["annotations"]["reporter"], alert["annotations"]["reason"]) == (
+                    "replica-a",
+                    "HTTP 503",
+                )
+            assert book_at(settings.state_dir).firing() == {am.url: ["api"], second.url: ["api"]}
