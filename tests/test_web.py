@@ -453,6 +453,10 @@ def test_metrics_expose_every_target_channel_and_monitor_value() -> None:
             key("keepalive_loop_stalled"): 0.0,
             key("keepalive_build_info", version="1.0.0", python="3.11.2"): 1.0,
             key("keepalive_start_time_seconds"): 1767319200.0,
+            key("keepalive_target_silenced", target=EVIL): 0.0,
+            key("keepalive_target_silenced", target="billing"): 0.0,
+            key("keepalive_silences"): 0.0,
+            key("keepalive_maintenance_windows_open"): 0.0,
         }
         assert ours == expected
         assert types_of(text)["process_cpu_seconds"] == "counter"  # the monitor's own process, too
@@ -477,6 +481,9 @@ def test_metrics_expose_every_target_channel_and_monitor_value() -> None:
             "keepalive_loop_stalled": "gauge",
             "keepalive_build_info": "gauge",
             "keepalive_start_time_seconds": "gauge",
+            "keepalive_target_silenced": "gauge",
+            "keepalive_silences": "gauge",
+            "keepalive_maintenance_windows_open": "gauge",
         }
 
     against(FakeView(), scenario)
@@ -506,6 +513,7 @@ def test_metrics_leave_out_up_for_an_unchecked_target_and_show_a_stall() -> None
             "keepalive_target_checks_total",
             "keepalive_target_checks_total",
             "keepalive_target_consecutive_failures",
+            "keepalive_target_silenced",
             *["keepalive_target_state"] * 4,
         ]
         assert (

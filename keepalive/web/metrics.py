@@ -63,6 +63,7 @@ class SnapshotCollector(Collector):
         yield from _targets(self._snapshot.targets)
         yield from _channels(self._snapshot.channels)
         yield from _monitor(self._snapshot)
+        yield from _quiet(self._snapshot)
 
 
 def _targets(targets: tuple[TargetSnapshot, ...]) -> Iterator[Metric]:
@@ -174,6 +175,27 @@ def _monitor(snapshot: MonitorSnapshot) -> Iterator[Metric]:
     yield info
     yield GaugeMetricFamily(
         "keepalive_start_time_seconds", "Unix time the monitor started.", value=snapshot.started_at
+    )
+
+
+def _quiet(snapshot: MonitorSnapshot) -> Iterator[Metric]:
+    """SPEC 13: which targets' notifications are held, and the silences and windows holding them."""
+    silenced = GaugeMetricFamily(
+        "keepalive_target_silenced",
+        "1 while the target's notifications are held (silence, maintenance window, or a dependency "
+        "that is down; why: silenced_by in /api/status), else 0.",
+        labels=["target"],
+    )
+    for target in snapshot.targets:
+        silenced.add_metric([target.name], 1.0 if target.silenced_by is not None else 0.0)
+    yield silenced
+    yield GaugeMetricFamily(
+        "keepalive_silences", "Silences not yet expired (POST /api/silences).", value=len(snapshot.silences)
+    )
+    yield GaugeMetricFamily(
+        "keepalive_maintenance_windows_open",
+        "Maintenance windows of the targets file open now.",
+        value=len(snapshot.maintenance_open),
     )
 
 
