@@ -267,3 +267,18 @@ def test_on_the_engine_an_outage_reaches_every_instance_unless_a_silence_holds_i
                     "HTTP 503",
                 )
             assert book_at(settings.state_dir).firing() == {am.url: ["api"], second.url: ["api"]}
+
+
+def test_a_target_no_longer_checked_here_is_not_renewed(am: WebhookReceiver) -> None:
+    clock = WallClock(SINCE + 60)
+    book = LeaseBook(None, clock)
+    AlertmanagerNotifier([am.url], [target("api"), target("web")], "a", book=book, clock=clock).send(
+        am.url, [make_alert("api"), make_alert("web")]
+    )
+    # A reload moved "web" to another replica's share (or removed it from the file).
+    after_reload = AlertmanagerNotifier([am.url], [target("api")], "a", book=book, clock=clock)
+    clock.now += RENEW_EVERY
+
+    assert after_reload.renew() == 1
+    assert [a["labels"]["target"] for a in am.received(API)[-1].json()] == ["api"]
+    assert book.firing() == {am.url: ["api"]}

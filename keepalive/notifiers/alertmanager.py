@@ -157,15 +157,19 @@ class LeaseBook:
                 book[alert.target] = (alert, at)
             self._save()
 
-    def due(self, now: float) -> dict[str, list[Alert]]:
-        """Per instance, the alerts whose lease or resolution is due for a re-send; resolutions
-        older than ``RESOLVED_FOR`` are dropped."""
+    def due(self, now: float, checked: Callable[[str], bool] = lambda name: True) -> dict[str, list[Alert]]:
+        """Per instance, the alerts whose lease or resolution is due for a re-send. Dropped:
+        resolutions older than ``RESOLVED_FOR``, and targets this replica no longer checks
+        (removed from the file, or moved to another replica's share): their lease runs out in
+        Alertmanager unless the replica that checks them now renews it."""
         out: dict[str, list[Alert]] = {}
         changed = False
         with self._lock:
             for instance, book in self._entries.items():
                 for name, (alert, sent) in list(book.items()):
-                    if alert.kind is AlertKind.RECOVERED and now - alert.at > RESOLVED_FOR:
+                    if not checked(name) or (
+                        alert.kind is AlertKind.RECOVERED and now - alert.at > RESOLVED_FOR
+                    ):
                         del book[name]
                         changed = True
                     elif now - sent >= RENEW_EVERY:
@@ -259,7 +263,7 @@ class AlertmanagerNotifier(Notifier):
         """Re-send every lease and resolution that is due, to instances still configured;
         returns how many alerts were renewed. A failure waits for the next round."""
         renewed = 0
-        for instance, alerts in self._book.due(self._clock()).items():
+        for instance, alerts in self._book.due(self._clock(), self._targets.__contains__).items():
             if instance not in self._urls:
                 continue
             try:
