@@ -26,6 +26,7 @@ from keepalive.engine.share import share_line
 from keepalive.errors import ConfigError
 from keepalive.logfile import ReopenableRotatingFileHandler
 from keepalive.probe.checker import Checker, CheckResult, printable
+from keepalive.probe.kinds import describe, once_note
 from keepalive.scrub import ScrubFilter, scrub
 
 EXIT_OK = 0
@@ -253,11 +254,11 @@ def check_config(settings: Settings) -> int:
             checkers = owners(t.name, membership.replicas, membership.effective_copies)
             mine = " (this one)" if membership.name in checkers else ""
             extra += f" checked by {', '.join(checkers)}{mine}"
-        expect = printable("/".join(t.expect_status))
+        kind = printable(describe(t))  # what this kind of check looks at (SPEC 14)
         print(
             f"  {printable(t.name)}  {printable(t.public_url)}  every {t.interval:g}s timeout {t.timeout:g}s "
             f"alert after {t.failure_threshold} fail(s), recover after {t.success_threshold} pass(es), "
-            f"expect {expect}{extra}{' reuse-connection' if t.reuse_connection else ''}"
+            f"{kind}{extra}{' reuse-connection' if t.reuse_connection else ''}"
         )
     return EXIT_OK
 
@@ -266,11 +267,13 @@ def check_config(settings: Settings) -> int:
 
 
 def run_once(settings: Settings) -> int:
-    async def check_all() -> list[CheckResult]:
+    async def check_all() -> list[CheckResult | None]:
         checker = Checker()
         sem = asyncio.Semaphore(settings.max_concurrency)
 
-        async def one(target: Any) -> CheckResult:
+        async def one(target: Any) -> CheckResult | None:
+            if target.kind == "push":
+                return None  # its pings go to the running monitor, not to this process
             async with sem:
                 return await checker.check(target)
 
@@ -279,24 +282,28 @@ def run_once(settings: Settings) -> int:
         finally:
             await checker.close()
 
-    results = run_async(check_all)
+    outcomes = run_async(check_all)
     rows = [
         (
             # A name may hold anything TOML allows; the terminal gets no control characters.
             printable(t.name),
             "PASS" if r.ok else "FAIL",
             "-" if r.latency_ms is None else f"{r.latency_ms:.0f} ms",
-            r.reason or "",
+            r.reason or once_note(t),
             printable(t.public_url),
         )
-        for t, r in zip(settings.targets, results, strict=True)
+        if r is not None
+        else (printable(t.name), "SKIP", "-", "push target: judged by the running monitor from its pings", "")
+        for t, r in zip(settings.targets, outcomes, strict=True)
     ]
+    results = [r for r in outcomes if r is not None]
+    skipped = len(outcomes) - len(results)
     header = ("TARGET", "RESULT", "LATENCY", "REASON", "URL")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     failed = sum(1 for r in results if not r.ok)
-    print(f"\n{len(results) - failed} passed, {failed} failed")
+    print(f"\n{len(results) - failed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 

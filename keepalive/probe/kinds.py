@@ -243,3 +243,40 @@ def check_together(source: str, targets: Sequence[Target]) -> None:
                 "(each push target needs its own)"
             )
         seen[token] = target.name
+
+
+def describe(target: Target) -> str:
+    """What a check of ``target`` looks at, in one line (``--check-config``)."""
+    from keepalive.probe.push import short_duration  # the push module imports targets, as we do
+
+    kind = target.kind
+    if kind == "push":
+        grace = target.grace if target.grace is not None else target.interval
+        return (
+            f"push: a ping expected every {short_duration(target.interval)}, grace {short_duration(grace)} "
+            "(GET/POST /ping/<push_token>)"
+        )
+    if kind == "log":
+        patterns = ", ".join(repr(p) for p in target.patterns)
+        return (
+            f"log: fail when more than {target.max_matches} line(s) match {patterns} "
+            f"within {short_duration(target.window)}"
+        )
+    if kind == "tcp":
+        return "tcp: passes when a connection opens"
+    parts = [f"expect {'/'.join(target.expect_status)}"]
+    if target.conditions:
+        parts.append("conditions " + "; ".join(c.text for c in target.conditions))
+    if target.url.startswith("https://"):
+        days = ",".join(str(d) for d in target.cert_warn_days)
+        parts.append(f"cert warnings at {days} days left" if days else "cert warnings off")
+        if target.tls_ca_file:
+            parts.append(f"CA {target.tls_ca_file}")
+    return ", ".join(parts)
+
+
+def once_note(target: Target) -> str:
+    """What a passing ``--once`` check of ``target`` did and did not look at."""
+    if target.kind == "log":
+        return "file readable (new lines are matched by the running monitor)"
+    return ""
