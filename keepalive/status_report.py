@@ -134,9 +134,33 @@ def _row(name: Any, record: dict[str, Any]) -> tuple[str, ...]:
         str(record.get("consecutive_failures", 0)),
         when(record.get("last_check")),
         _latency(record.get("last_latency_ms")),
-        str(record.get("last_reason") or "-"),
+        str(record.get("last_reason") or kind_note(record) or "-"),
         public_url(url) if isinstance(url, str) else "",
     )
+
+
+def _ago(value: Any) -> str | None:
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    seconds = max(0, int(datetime.now(moment.tzinfo).timestamp() - moment.timestamp()))
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+
+
+def kind_note(record: dict[str, Any]) -> str | None:
+    """What a healthy push, log or https target shows instead of a reason (SPEC 14)."""
+    kind = record.get("kind")
+    if kind == "push":
+        ago = _ago(record["last_ping"]) if record.get("last_ping") else None
+        return f"last ping {ago}" if ago else "never pinged"
+    if kind == "log" and record.get("last_match"):
+        ago = _ago(record.get("last_match_at")) or "?"
+        return f"last match {ago}: {record['last_match']}"
+    days = record.get("cert_days_left")
+    if isinstance(days, (int, float)) and not isinstance(days, bool):
+        return f"certificate: {days:.0f} days left" if days >= 1 else "certificate: less than a day left"
+    return None
 
 
 def rows_from_api(data: Any) -> list[tuple[str, ...]]:
