@@ -156,14 +156,15 @@ def test_an_older_alert_delivered_late_does_not_undo_a_newer_one(am: WebhookRece
 
 def test_a_restart_resumes_the_leases_from_the_state_directory(am: WebhookReceiver, tmp_path: Path) -> None:
     clock = WallClock(SINCE + 60)
+    both = [target("api"), target("web")]
     first = AlertmanagerNotifier(
-        [am.url], [target()], "replica-a", book=LeaseBook(tmp_path / "leases.json", clock), clock=clock
+        [am.url], both, "replica-a", book=LeaseBook(tmp_path / "leases.json", clock), clock=clock
     )
     first.send(am.url, [make_alert("api"), make_alert("web")])
 
     clock.now += RENEW_EVERY
     again = AlertmanagerNotifier(
-        [am.url], [target()], "replica-a", book=LeaseBook(tmp_path / "leases.json", clock), clock=clock
+        [am.url], both, "replica-a", book=LeaseBook(tmp_path / "leases.json", clock), clock=clock
     )
     assert again.renew() == 2
     assert sorted(a["labels"]["target"] for a in am.received(API)[-1].json()) == ["api", "web"]
