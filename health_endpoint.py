@@ -22,6 +22,21 @@ under ``from __future__ import annotations``; 3.11 is what this repository tests
   with ``{"status": "error", "error": "<ExceptionType>: <message>", "uptime_seconds", "timestamp"}``.
 - ``HEAD`` answers the same status and headers without a body; any other path is ``404`` JSON.
 
+A program that would rather push than be polled (a worker behind NAT, a job with no port)
+reports in to a Keep-Alive Monitor push target (``push_token`` in its targets file) instead::
+
+    from health_endpoint import Pusher
+
+    pusher = Pusher("http://monitor:5005/ping/<push_token>", every=60, callback=health_fields)
+    pusher.start()          # a daemon thread pings every 60 s
+    ...
+    pusher.stop()
+
+Each beat calls the callback (the same contract as above): ``GET <ping_url>`` when it returns
+a mapping whose ``"status"`` is ``"ok"`` (or absent), else ``POST <ping_url>/fail`` with a
+one-line reason (the status, or the exception). A monitor that cannot be reached is logged
+(logger ``health_endpoint``) and tried again at the next beat; the thread never dies of it.
+
 The default host is ``127.0.0.1`` (only this machine can ask); pass ``host="0.0.0.0"`` (or
 ``"::"``) for a monitor on another machine. Requests are not logged unless ``log_requests=True``,
 and then through the ``logging`` module (logger ``health_endpoint``), never straight to stderr.
@@ -34,6 +49,8 @@ import logging
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -199,3 +216,83 @@ class HealthEndpoint:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class Pusher:
+    """Pings a Keep-Alive Monitor push URL (``.../ping/<push_token>``) every ``every`` seconds
+    from a daemon thread; ``/fail`` with a reason when the callback reports trouble."""
+
+    def __init__(
+        self,
+        ping_url: str,
+        every: float = 60.0,
+        callback: HealthCallback | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> None:
+        if not ping_url.startswith(("http://", "https://")) or "/ping/" not in ping_url:
+            raise ValueError(
+                f"ping_url={ping_url!r} is invalid: expected http(s)://<monitor>/ping/<push_token>"
+            )
+        if every <= 0 or timeout <= 0:
+            raise ValueError("every and timeout must be positive numbers of seconds")
+        self.ping_url = ping_url.rstrip("/")
+        self.every = every
+        self.callback = callback
+        self.timeout = timeout
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def verdict(self) -> str | None:
+        """None when healthy, else the one-line reason sent to ``/fail``."""
+        if self.callback is None:
+            return None
+        try:
+            fields = self.callback()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if not isinstance(fields, Mapping):
+            return f"the health callback returned {type(fields).__name__}, not a dict"
+        status = fields.get("status", "ok")
+        return None if status == "ok" else f"status is {json.dumps(status, default=str)}"
+
+    def push_once(self) -> int:
+        """One beat now: the monitor's HTTP status (200, or 404 for an unknown token). Raises
+        OSError (urllib.error.URLError) when the monitor cannot be reached."""
+        reason = self.verdict()
+        if reason is None:
+            request = urllib.request.Request(self.ping_url, method="GET")
+        else:
+            body = " ".join(reason.split())[:200].encode()
+            request = urllib.request.Request(self.ping_url + "/fail", data=body, method="POST")
+            request.add_header("Content-Type", "text/plain; charset=utf-8")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status = self.push_once()
+                if status != 200:
+                    log.warning("push to the monitor answered HTTP %s (is the push_token right?)", status)
+            except (OSError, ValueError) as exc:
+                log.warning("push to the monitor failed: %s", exc)
+            self._stop.wait(self.every)
+
+    def start(self) -> None:
+        """Ping now, then every ``every`` seconds, from a daemon thread."""
+        if self._thread is not None:
+            raise RuntimeError("Pusher is already started")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="health-pusher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop pinging (a beat in flight finishes within ``timeout``). Safe to call twice."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
