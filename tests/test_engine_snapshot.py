@@ -112,6 +112,7 @@ def test_the_status_document_has_exactly_the_keys_it_always_had_plus_problems() 
             "downtime_seconds": 0.0,
             "downtime_in_maintenance_seconds": 0.0,
             "downtime_held_by_dependency_seconds": 0.0,
+            "remediation": None,
             "history": [[T0, None, False], [T0 + 5, 12.34, True]],
         }
     ]

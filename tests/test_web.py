@@ -84,6 +84,7 @@ STATUS: dict[str, Any] = {
             "downtime_seconds": 0.0,
             "downtime_in_maintenance_seconds": 0.0,
             "downtime_held_by_dependency_seconds": 0.0,
+            "remediation": None,
             "history": HISTORY_UP,
         },
         {
@@ -105,6 +106,7 @@ STATUS: dict[str, Any] = {
             "downtime_seconds": 0.0,
             "downtime_in_maintenance_seconds": 0.0,
             "downtime_held_by_dependency_seconds": 0.0,
+            "remediation": None,
             "history": HISTORY_DOWN,
         },
     ],

@@ -62,18 +62,32 @@ log = logging.getLogger("keepalive.remediation")
 
 
 class HoldLookup(Protocol):
-    """Whether a target's DOWN is held now (SPEC 13); the issue-10 hold policy provides it."""
+    """Whether a target's DOWN is held now (SPEC 13): keepalive.policy.holds.Holds."""
 
-    def is_held(self, name: str) -> str | None:
-        """Why ``name``'s notifications are held (e.g. "silence 3f2a"), or None."""
+    def is_held(self, name: str) -> bool | str | None:
+        """True (or why, e.g. "silence 3f2a") while ``name``'s DOWN is held."""
         ...
 
 
 class HoldsNothing:
     """No silences, maintenance windows or dependencies."""
 
-    def is_held(self, name: str) -> str | None:
+    def is_held(self, name: str) -> bool | str | None:
         return None
+
+
+def held_because(holds: HoldLookup, name: str) -> str | None:
+    """Why ``name``'s DOWN is held, in words, or None when it is not."""
+    held = holds.is_held(name)
+    if not held:
+        return None
+    if isinstance(held, str):
+        return held
+    why_held = getattr(holds, "why_held", None)
+    why = why_held(name) if callable(why_held) else None
+    if isinstance(why, tuple) and why and isinstance(why[0], str):
+        return why[0]
+    return "held by a silence, a maintenance window or a dependency"
 
 
 def clean_environment(environ: Mapping[str, str], secret_names: Iterable[str] = ()) -> dict[str, str]:
@@ -185,6 +199,8 @@ class Remediator:
         self._clock = clock
         self._kill_grace = kill_grace
         self._running: dict[str, asyncio.Task[RemediationResult]] = {}
+        self._running_requests: dict[str, Request] = {}
+        self._told_early: set[str] = set()
         self._groups: dict[str, int] = {}  # target -> process group of its run
         # target -> (since of the outage, automatic runs in it)
         self._outages: dict[str, tuple[float, int]] = {}
@@ -206,7 +222,7 @@ class Remediator:
         if target is None or not target.on_down or self._stopping is not None:
             return
         name = target.name
-        held = self.holds.is_held(name)
+        held = held_because(self.holds, name)
         if held is not None:
             self._skipped(name, "monitor", f"its DOWN is held: {held}")
             return
@@ -249,6 +265,12 @@ class Remediator:
 
     def take_note(self, name: str, kind: AlertKind) -> str:
         """What ``name``'s next alert says about the last run since its previous alert."""
+        running = self._running_requests.get(name)
+        if running is not None and kind is AlertKind.RECOVERED:
+            # Back before the command ended (a restart script still waiting for it, say).
+            command = command_line(running.target.on_down)
+            self._told_early.add(name)  # its result is not news for the next outage
+            return f"came back while `{command}` was running (started by {running.trigger})"
         result = self._notes.pop(name, None)
         if result is None:
             return ""
@@ -262,6 +284,7 @@ class Remediator:
         name = request.target.name
         task = asyncio.get_running_loop().create_task(self._run(request), name=f"remediate:{name}")
         self._running[name] = task
+        self._running_requests[name] = request
         return task
 
     def _skipped(self, name: str, trigger: str, why: str) -> None:
@@ -303,6 +326,7 @@ class Remediator:
             outcome, code, error, lines, duration = OUTCOME_NOT_STARTED, None, scrub(str(exc)), (), 0.0
         finally:
             self._running.pop(name, None)
+            self._running_requests.pop(name, None)
             self._groups.pop(name, None)
         result = RemediationResult(
             target=name,
@@ -316,7 +340,10 @@ class Remediator:
             output=lines,
         )
         self.last[name] = result
-        self._notes[name] = result
+        if name in self._told_early:
+            self._told_early.discard(name)
+        else:
+            self._notes[name] = result
         self.reporter.report(
             "remediation_finished",
             "remediation finished",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from keepalive.actions.wiring import KeepAlive
 from keepalive.apitoken import ensure_token
 from keepalive.config import Settings, load_settings
 from keepalive.delivery.outbox import DeliveryWorker, Outbox
@@ -79,6 +80,7 @@ class MonitorApp:
         self.api_token = ""  # SPEC 12; set by build()
         self.quiet: Quiet | None = None  # SPEC 13: the silence book and the hold policy
         self.hub: EventHub | None = None  # the page's event stream, while the web endpoint runs
+        self.keep: KeepAlive | None = None  # SPEC 15, 16: remediation and Telegram commands
 
     @classmethod
     def build(
@@ -152,6 +154,8 @@ class MonitorApp:
             app.quiet = Quiet(monitor)
             monitor.announcer.policy = app.quiet.holds
             monitor.decorate = app.quiet.decorate
+        # After the hold policy: held DOWNs are not remediated, /silence uses its book.
+        app.keep = KeepAlive(monitor)
         return app
 
     async def run(self, stop: asyncio.Event, on_started: Callable[[], None] | None = None) -> None:
@@ -188,6 +192,8 @@ class MonitorApp:
             renewer = LeaseRenewer(lambda: self.monitor.notifiers)
             renewer.start()
             heartbeat = self._start_heartbeat(stop)
+            if self.keep is not None:
+                self.keep.start()
             if self.quiet is not None:
                 quiet_task = asyncio.get_running_loop().create_task(self.quiet.run(stop), name="holds")
             self.monitor.announce_started(self.web_address)
@@ -203,6 +209,10 @@ class MonitorApp:
             if quiet_task is not None:
                 quiet_task.cancel()
                 await asyncio.gather(quiet_task, return_exceptions=True)
+            if self.keep is not None and checking:
+                # A remediation still running gets half the stop grace, then its process group
+                # is killed: stop_monitor.sh sends SIGKILL after STOP_GRACE_SECONDS.
+                await self.keep.stop(max(1.0, settings.stop_grace / 2))
             if checking:
                 await self.monitor.stop()
             if self.quiet is not None and checking:
@@ -267,6 +277,8 @@ class MonitorApp:
         routes: list[Callable[..., None]] = []
         if self.quiet is not None:
             routes.append(SilenceRoutes(self.quiet.book, self.monitor.reporter.report).add_to)
+        if self.keep is not None:
+            routes.extend(self.keep.routes())  # POST /api/targets/<name>/remediate (SPEC 15)
         return WriteApi(ApiAuth(self.api_token, self.settings.quiet.http_auth), routes)
 
     def close(self) -> None:

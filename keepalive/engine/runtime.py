@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from keepalive.actions.result import RemediationResult
 from keepalive.engine.history import History
 from keepalive.engine.snapshot import TargetSnapshot
 from keepalive.probe.detail import Detail
@@ -36,6 +37,7 @@ class Observed:
         "last_latency_ms",
         "last_ok",
         "last_reason",
+        "remediation",
         "state",
         "status_since",
     )
@@ -53,6 +55,8 @@ class Observed:
         self.status_since = state.since if state.since is not None else now
         # What the last check of a push, log or https target learned (keepalive.probe.detail).
         self.detail: Detail | None = None
+        # The last run of the target's on_down (SPEC 15, keepalive.actions.remediation).
+        self.remediation: RemediationResult | None = None
 
     @property
     def consecutive_failures(self) -> int:
@@ -197,6 +201,7 @@ def view_of(rt: TargetRuntime) -> TargetSnapshot:
         uptime_percent=seen.history.uptime_percent(),
         checks_ok_total=seen.checks_ok,
         checks_failed_total=seen.checks_failed,
+        remediation=seen.remediation,
     )
     rt.view = view
     return view

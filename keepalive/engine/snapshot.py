@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from keepalive.actions.result import RemediationResult
 from keepalive.events import iso
 from keepalive.state import Status
 
@@ -60,6 +61,8 @@ class TargetSnapshot:
     downtime_seconds: float = 0.0
     downtime_in_maintenance_seconds: float = 0.0
     downtime_held_by_dependency_seconds: float = 0.0
+    # The last run of the target's on_down (SPEC 15); None when it never ran.
+    remediation: RemediationResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +209,8 @@ def target_json(target: TargetSnapshot, include_history: bool) -> dict[str, Any]
         "downtime_in_maintenance_seconds": round(target.downtime_in_maintenance_seconds, 1),
         "downtime_held_by_dependency_seconds": round(target.downtime_held_by_dependency_seconds, 1),
     }
+    # The last run of its on_down (SPEC 15): command, who asked, exit code, duration, output.
+    item["remediation"] = target.remediation.to_json() if target.remediation is not None else None
     if include_history:
         if target.history is None:
             raise ValueError("this snapshot was taken without history")
