@@ -271,6 +271,52 @@ def test_a_client_that_stops_reading_is_cut_and_the_others_keep_their_events() -
     against(scenario)
 
 
+def test_an_idle_stream_gets_a_keep_alive_comment() -> None:
+    async def scenario(session: aiohttp.ClientSession, base: str, hub: EventHub) -> None:
+        async with stream(session, base) as reader:
+            await reader.next()
+            async with asyncio.timeout(10):
+                while (await reader.response.content.readline()) != b": ping\n":
+                    pass
+            hub.publish_row(row("api"))
+            await hub.flush()
+            assert (await reader.next()).event == "update"
+
+    against(scenario, ping_interval=0.05)
+
+
+def test_a_reload_tells_every_open_page_to_start_afresh() -> None:
+    async def scenario(session: aiohttp.ClientSession, base: str, hub: EventHub) -> None:
+        async with stream(session, base) as one, stream(session, base) as two:
+            first = await one.next()
+            await two.next()
+            hub.publish_row(row("api"))  # pending, then dropped: the fresh picture holds it
+            hub.reset("configuration reloaded")
+            resets = [await one.next(), await two.next()]
+        assert [(e.event, e.data) for e in resets] == [("reset", {"reason": "configuration reloaded"})] * 2
+        assert first.id is not None and resets[0].id is not None and resets[0].id != first.id
+        # An id from before the reset cannot resume.
+        async with stream(session, base, first.id) as late:
+            assert (await late.next()).data == {"reason": "too far behind to resume"}
+
+    against(scenario)
+
+
+def test_nothing_is_built_while_no_page_is_open() -> None:
+    now = [0.0]
+
+    async def main() -> None:
+        hub = EventHub(FakeView(), flush_interval=NEVER, clock=lambda: now[0])
+        now[0] = 1000.0  # long past the resume grace of the last stream (there was none)
+        hub.publish_row(row("api"), before=Status.DOWN)
+        await hub.flush()
+        assert hub.events_built == 0
+        # The detail view's recent changes are kept all the same.
+        assert [c.as_json()["to"] for c in hub.recent_changes("api")] == ["up"]
+
+    asyncio.run(main())
+
+
 def test_streams_have_their_own_cap_and_past_it_get_503() -> None:
     async def scenario(session: aiohttp.ClientSession, base: str, hub: EventHub) -> None:
         async with stream(session, base) as one, stream(session, base) as two:

@@ -55,7 +55,7 @@ from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, hos
 from keepalive.web.metrics import build_registry
 from keepalive.web.ping import add_ping_routes
 from keepalive.web.render import RenderCache, Rendered
-from keepalive.web.stream import PING_INTERVAL, RETRY_MS, EventHub, Stream
+from keepalive.web.stream import RETRY_MS, EventHub, Stream
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -313,9 +313,10 @@ class _Handlers:
         await self._write(response, first)
         loop = asyncio.get_running_loop()
         last_write = loop.time()
+        check_every = min(STREAM_CHECK_INTERVAL, self._hub.ping_interval)
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(STREAM_CHECK_INTERVAL):
+                async with asyncio.timeout(check_every):
                     await stream.wake.wait()
             if stream.ended:
                 await response.write_eof()
@@ -326,7 +327,7 @@ class _Handlers:
             if transport is None or transport.is_closing():
                 return
             events = stream.take()
-            if not events and loop.time() - last_write >= PING_INTERVAL:
+            if not events and loop.time() - last_write >= self._hub.ping_interval:
                 events = [b": ping\n\n"]
             if events:
                 await self._write(response, events)

@@ -157,10 +157,12 @@ class EventHub:
         *,
         max_streams: int = MAX_STREAMS,
         flush_interval: float = FLUSH_INTERVAL,
+        ping_interval: float = PING_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self.max_streams = max_streams
+        self.ping_interval = ping_interval
         self._flush_interval = flush_interval
         self._clock = clock
         self._run = secrets.token_hex(4)  # ids from another run of the monitor never resume
