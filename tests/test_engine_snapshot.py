@@ -88,6 +88,7 @@ def test_the_status_document_has_exactly_the_keys_it_always_had_plus_problems() 
         "oldest_undelivered_age_seconds": 1.235,
         "checks_total": 10,
         "checks_missed_total": 1,
+        "push_unknown_total": 0,
         "targets_held": 0,
         "targets_in_maintenance": 0,
         "schedule_lag_seconds": {"p50": 0.0123, "p99": 0.0457, "max": 0.1},
@@ -113,6 +114,7 @@ def test_the_status_document_has_exactly_the_keys_it_always_had_plus_problems() 
             "downtime_in_maintenance_seconds": 0.0,
             "downtime_held_by_dependency_seconds": 0.0,
             "remediation": None,
+            "kind": "http",
             "history": [[T0, None, False], [T0 + 5, 12.34, True]],
         }
     ]

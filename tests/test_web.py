@@ -60,6 +60,7 @@ STATUS: dict[str, Any] = {
         "oldest_undelivered_age_seconds": 42.5,
         "checks_total": 240,
         "checks_missed_total": 3,
+        "push_unknown_total": 0,
         "targets_held": 0,
         "targets_in_maintenance": 0,
         "schedule_lag_seconds": {"p50": 0.001, "p99": 0.012, "max": 0.05},
@@ -85,6 +86,7 @@ STATUS: dict[str, Any] = {
             "downtime_in_maintenance_seconds": 0.0,
             "downtime_held_by_dependency_seconds": 0.0,
             "remediation": None,
+            "kind": "http",
             "history": HISTORY_UP,
         },
         {
@@ -107,6 +109,7 @@ STATUS: dict[str, Any] = {
             "downtime_in_maintenance_seconds": 0.0,
             "downtime_held_by_dependency_seconds": 0.0,
             "remediation": None,
+            "kind": "http",
             "history": HISTORY_DOWN,
         },
     ],
@@ -459,6 +462,7 @@ def test_metrics_expose_every_target_channel_and_monitor_value() -> None:
             key("keepalive_target_silenced", target="billing"): 0.0,
             key("keepalive_silences"): 0.0,
             key("keepalive_maintenance_windows_open"): 0.0,
+            key("keepalive_push_unknown_total"): 0.0,
         }
         assert ours == expected
         assert types_of(text)["process_cpu_seconds"] == "counter"  # the monitor's own process, too
@@ -486,6 +490,8 @@ def test_metrics_expose_every_target_channel_and_monitor_value() -> None:
             "keepalive_target_silenced": "gauge",
             "keepalive_silences": "gauge",
             "keepalive_maintenance_windows_open": "gauge",
+            "keepalive_target_cert_expiry_timestamp_seconds": "gauge",
+            "keepalive_push_unknown": "counter",
         }
 
     against(FakeView(), scenario)

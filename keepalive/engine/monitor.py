@@ -554,4 +554,5 @@ class Monitor:
             targets=targets,
             channels=tuple(channels),
             replica=replica_snapshot(self.settings, len(targets)),
+            push_unknown_total=self.pushes.unknown_total,
         )

@@ -201,6 +201,8 @@ def view_of(rt: TargetRuntime) -> TargetSnapshot:
         uptime_percent=seen.history.uptime_percent(),
         checks_ok_total=seen.checks_ok,
         checks_failed_total=seen.checks_failed,
+        kind=rt.target.kind,
+        detail=seen.detail,
         remediation=seen.remediation,
     )
     rt.view = view

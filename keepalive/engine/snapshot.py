@@ -11,12 +11,14 @@ URLs here are ``Target.public_url``: no password ever reaches a snapshot.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from keepalive.actions.result import RemediationResult
 from keepalive.events import iso
+from keepalive.probe.detail import Detail
 from keepalive.state import Status
 
 # /health "status" words, from the most to the least serious problem; "ok" when none.
@@ -50,6 +52,10 @@ class TargetSnapshot:
     checks_failed_total: int
     # Oldest first; None when the snapshot was taken without history (it is the costly part).
     history: Sequence[HistoryPoint] | None = None
+    # The kind of check (SPEC 14: http, tcp, push, log) and what its last check learned besides
+    # the verdict: a push's last ping, a log's file and last match, an https certificate.
+    kind: str = "http"
+    detail: Detail | None = None
     # Quiet on purpose (SPEC 13, keepalive.policy.holds): why notifications are held now
     # ("silence 3f2a9c1e ...", "maintenance nightly-backup", "depends on 'router' (down)"),
     # until when (None: until a parent recovers), and whether a DOWN waits for the hold to end.
@@ -147,6 +153,7 @@ class MonitorSnapshot:
     targets: tuple[TargetSnapshot, ...]
     channels: tuple[ChannelSnapshot, ...]
     replica: ReplicaSnapshot | None = None
+    push_unknown_total: int = 0  # pings with a token no push target has (SPEC 14)
     # SPEC 13: targets whose notifications are held now, those inside an open maintenance
     # window, every silence not yet expired, and each open window with its closing time.
     targets_held: int = 0
@@ -211,11 +218,31 @@ def target_json(target: TargetSnapshot, include_history: bool) -> dict[str, Any]
     }
     # The last run of its on_down (SPEC 15): command, who asked, exit code, duration, output.
     item["remediation"] = target.remediation.to_json() if target.remediation is not None else None
+    item["kind"] = target.kind
+    if target.detail is not None:
+        item.update(detail_json(target.detail, target.kind))
     if include_history:
         if target.history is None:
             raise ValueError("this snapshot was taken without history")
         item["history"] = [[p.at, p.latency_ms, p.ok] for p in target.history]
     return item
+
+
+def detail_json(detail: Detail, kind: str) -> dict[str, Any]:
+    """A kind's own fields: only those of its kind, so 10,000 HTTP targets carry none."""
+    if kind == "push":
+        return {"last_ping": iso(detail.last_ping)}
+    if kind == "log":
+        return {
+            "log_file": detail.log_file,
+            "last_match": detail.last_match,
+            "last_match_at": iso(detail.last_match_at),
+            "log_note": detail.log_note,
+        }
+    if detail.cert_expires_at is not None:
+        left = (detail.cert_expires_at - time.time()) / 86400.0
+        return {"cert_expires_at": iso(detail.cert_expires_at), "cert_days_left": round(left, 1)}
+    return {}
 
 
 def channel_json(channel: ChannelSnapshot) -> dict[str, Any]:
@@ -281,6 +308,7 @@ def monitor_json(snapshot: MonitorSnapshot) -> dict[str, Any]:
         "oldest_undelivered_age_seconds": _round(snapshot.oldest_undelivered_age_seconds, 3),
         "checks_total": snapshot.checks_total,
         "checks_missed_total": snapshot.checks_missed_total,
+        "push_unknown_total": snapshot.push_unknown_total,
         "targets_held": snapshot.targets_held,
         "targets_in_maintenance": snapshot.targets_in_maintenance,
         "schedule_lag_seconds": {

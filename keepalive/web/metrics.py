@@ -64,6 +64,7 @@ class SnapshotCollector(Collector):
         yield from _channels(self._snapshot.channels)
         yield from _monitor(self._snapshot)
         yield from _quiet(self._snapshot)
+        yield from _kinds(self._snapshot)
 
 
 def _targets(targets: tuple[TargetSnapshot, ...]) -> Iterator[Metric]:
@@ -175,6 +176,25 @@ def _monitor(snapshot: MonitorSnapshot) -> Iterator[Metric]:
     yield info
     yield GaugeMetricFamily(
         "keepalive_start_time_seconds", "Unix time the monitor started.", value=snapshot.started_at
+    )
+
+
+def _kinds(snapshot: MonitorSnapshot) -> Iterator[Metric]:
+    """SPEC 14: certificate expiry of https targets, and pings nobody expects."""
+    expiry = GaugeMetricFamily(
+        "keepalive_target_cert_expiry_timestamp_seconds",
+        "Unix time the target's TLS certificate expires (https targets with cert_warn_days).",
+        labels=["target"],
+    )
+    for target in snapshot.targets:
+        detail = target.detail
+        if detail is not None and detail.cert_expires_at is not None:
+            expiry.add_metric([target.name], detail.cert_expires_at)
+    yield expiry
+    yield CounterMetricFamily(
+        "keepalive_push_unknown",
+        "Pings to /ping/<token> with a token no push target has (never logged: it may be a typo of one).",
+        value=snapshot.push_unknown_total,
     )
 
 
