@@ -5,6 +5,7 @@ backoff and given up an hour after the alert, URLs never recorded, --test-alert 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +133,16 @@ def test_test_alert_reports_each_url(hook: WebhookReceiver, tmp_path: Path) -> N
     assert result.returncode != 0
     assert TOKEN not in result.stdout + result.stderr
     assert hook.received("/notify")[0].json()["title"] == "Test alert from the keep-alive monitor"
+
+
+def test_apprise_writes_nothing_to_the_monitors_log(
+    hook: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = AppriseNotifier([url_of(hook)], clock=fresh_clock())
+    with caplog.at_level(logging.DEBUG):
+        notifier.send(notifier.recipients()[0], [make_alert()])  # delivered
+        hook.script([(500, {})])
+        with pytest.raises(NotifyError):
+            notifier.send(notifier.recipients()[0], [make_alert()])
+
+    assert [r for r in caplog.records if r.name.startswith("apprise")] == []

@@ -14,6 +14,7 @@ last words as the reason. One send is bounded by ``SEND_TIMEOUT`` (Apprise's cal
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import warnings
@@ -86,6 +87,11 @@ class AppriseNotifier(Notifier):
             import apprise.utils.pgp  # the e-mail plugins import it lazily; once is enough
 
         register_secret(*urls)
+        # Apprise logs two INFO lines per send and its warnings through its own logger; each
+        # result carries them (its capture handler sits on that logger), and the outbox writes
+        # the one line that matters (sent, retry, failed with Apprise's reason). Kept out of
+        # the monitor's log: one line per thing.
+        logging.getLogger("apprise").propagate = False
         self._apprise = apprise
         self._clock = clock
         self._give_up_after = give_up_after
