@@ -135,14 +135,28 @@ def test_test_alert_reports_each_url(hook: WebhookReceiver, tmp_path: Path) -> N
     assert hook.received("/notify")[0].json()["title"] == "Test alert from the keep-alive monitor"
 
 
-def test_apprise_writes_nothing_to_the_monitors_log(
-    hook: WebhookReceiver, caplog: pytest.LogCaptureFixture
-) -> None:
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_apprise_writes_nothing_to_the_monitors_log(hook: WebhookReceiver) -> None:
     notifier = AppriseNotifier([url_of(hook)], clock=fresh_clock())
-    with caplog.at_level(logging.DEBUG):
+    root, collect = logging.getLogger(), Collect()
+    level = root.level
+    root.addHandler(collect)
+    root.setLevel(logging.DEBUG)
+    try:
         notifier.send(notifier.recipients()[0], [make_alert()])  # delivered
         hook.script([(500, {})])
         with pytest.raises(NotifyError):
             notifier.send(notifier.recipients()[0], [make_alert()])
+    finally:
+        root.removeHandler(collect)
+        root.setLevel(level)
 
-    assert [r for r in caplog.records if r.name.startswith("apprise")] == []
+    assert [r.getMessage() for r in collect.records if r.name.startswith("apprise")] == []
