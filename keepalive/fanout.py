@@ -50,7 +50,8 @@ def hidden_url(url: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         host, port = "", ""
-    scheme = (url.partition("://")[0] or "url").lower()
+    scheme, sep, _ = url.partition("://")
+    scheme = scheme.lower() if sep else "url"
     if not _SCHEME.match(scheme):
         scheme = "url"
     return f"{scheme}://{host}{port}#{short_hash(url)}" if host else f"{scheme}://#{short_hash(url)}"
