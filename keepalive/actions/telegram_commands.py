@@ -75,11 +75,27 @@ class BotApi:
         self._base = f"{api_url.rstrip('/')}/bot{token}/"
         self._session = session if session is not None else requests.Session()
         self._session.mount(api_url.rstrip("/") + "/", DeadlineAdapter())
+        self._lock = threading.Lock()
+        self._calls: set[Deadline] = set()
+        self._aborted = False
+
+    def abort(self) -> None:
+        """End every call in flight now (their sockets are shut down) and refuse new ones."""
+        with self._lock:
+            self._aborted = True
+            calls = list(self._calls)
+        for deadline in calls:
+            deadline.expire()
 
     def call(self, method: str, payload: dict[str, Any], wait: float = 10.0) -> Any:
         """``result`` of one call; raises BotError. ``wait``: how long the answer may take."""
+        deadline = Deadline(wait + 10.0)
+        with self._lock:
+            if self._aborted:
+                raise BotError(0, "stopped")
+            self._calls.add(deadline)
         try:
-            with Deadline(wait + 10.0):
+            with deadline:
                 response = self._session.post(
                     self._base + method,
                     json=payload,
@@ -93,6 +109,9 @@ class BotApi:
                     response.close()
         except (requests.RequestException, OSError, AnswerTooLarge) as exc:
             raise BotError(0, self._clean(f"{type(exc).__name__}: {exc}")) from None
+        finally:
+            with self._lock:
+                self._calls.discard(deadline)
         try:
             data = json.loads(body)
         except ValueError:
@@ -258,6 +277,7 @@ class CommandPoller:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop polling; a getUpdates in flight is abandoned (its thread is a daemon)."""
         self._stop.set()
+        self._api.abort()  # a getUpdates held open by Telegram ends now, not in 25 s
         self._thread.join(timeout)
         self.replier.join(timeout)
 
