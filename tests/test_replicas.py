@@ -18,6 +18,8 @@ from keepalive.engine.replicas import Membership, owners
 from keepalive.engine.share import own_share, share_line
 from keepalive.errors import ConfigError
 from keepalive.notifiers.log import LogNotifier
+from tests.browser import CHROMIUM, Chromium
+from tests.browser import available as browser_available
 from tests.fakes.engine import ScriptedChecker, WallClock, targets_settings, toml_targets
 from tests.monitor_proc import free_port
 
@@ -194,3 +196,55 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     async with asyncio.timeout(20):
         while not condition():
             await asyncio.sleep(0.02)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not browser_available(), reason=f"needs Debian's chromium at {CHROMIUM}")
+def test_the_page_says_which_share_this_replica_checks(tmp_path: Path) -> None:
+    names = NAMES[:12]
+    entries = [{"name": n, "url": f"http://{n}.example/health", "interval": 0.5} for n in names]
+    port = free_port()
+    settings = targets_settings(
+        tmp_path,
+        toml_targets(*entries),
+        MONITOR_NAME="b",
+        MONITOR_REPLICAS="a,b,c",
+        MONITOR_HTTP_PORT=str(port),
+    )
+    app = MonitorApp.build(
+        settings,
+        load=lambda: settings,
+        notifier_factory=lambda s: [LogNotifier()],
+        checker=ScriptedChecker(WallClock()),
+    )
+    mine = [n for n in names if "b" in owners(n, ["a", "b", "c"], 2)]
+
+    async def go() -> tuple[str, int]:
+        stop = asyncio.Event()
+        started = asyncio.Event()
+        task = asyncio.create_task(app.run(stop, started.set))
+        try:
+            await asyncio.wait_for(started.wait(), 20)
+            async with Chromium() as browser:
+                await browser.open(f"http://127.0.0.1:{port}/")
+                meta = await browser.wait_for(
+                    "document.getElementById('monitor-meta').textContent.includes('replica b') && "
+                    "document.getElementById('monitor-meta').textContent",
+                    what="the replica in the monitor line",
+                )
+                rows = await browser.wait_for(
+                    f"document.querySelectorAll('#target-rows tr.row').length === {len(mine)} && {len(mine)}",
+                    what="one row per target of the share",
+                )
+                assert browser.console_errors == []
+                return str(meta), int(rows)
+        finally:
+            stop.set()
+            await task
+
+    try:
+        meta, rows = asyncio.run(go())
+    finally:
+        app.close()
+    assert f"replica b of 3: checks {len(mine)} of 12 targets" in meta
+    assert rows == len(mine)

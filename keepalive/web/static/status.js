@@ -30,6 +30,7 @@
   let clockOffsetMs = 0; // monitor clock minus browser clock
   let lastUpdateMs = null;
   let haveList = false;
+  let replica = null; // api/status "replica": which share of the targets file this monitor checks
   let source = null;
   let mode = "connecting";
   let pollTimer = null;
@@ -144,6 +145,7 @@
     waiting.clear();
     orderStale = true;
     haveList = true;
+    replica = doc.replica || null; // changes only on a reload, which sends a reset
     applyMonitor(doc.monitor, doc.channels);
   }
 
@@ -335,6 +337,9 @@
     badge.title = (monitor.problems || []).join("\n");
     const lag = monitor.schedule_lag_seconds || {};
     const parts = [monitor.host, "version " + monitor.version, "running " + formatDuration(monitor.uptime_seconds)];
+    if (replica && replica.replicas.length) {
+      parts.push(`replica ${replica.name} of ${replica.replicas.length}: checks ${replica.checks} of ${replica.of} targets`);
+    }
     parts.push(`${monitor.checks_total} checks, ${monitor.checks_missed_total} missed`);
     if (Number.isFinite(lag.p99)) parts.push(`schedule lag p99 ${formatLatency(lag.p99 * 1000)}`);
     byId("monitor-meta").textContent = parts.join(" · ");
