@@ -21,11 +21,13 @@ from keepalive.notifiers.alertmanager import (
     RESOLVED_FOR,
     AlertmanagerNotifier,
     LeaseBook,
+    LeaseRenewer,
     book_at,
     lease_seconds,
     postable,
 )
-from keepalive.notifiers.base import NotifyError
+from keepalive.notifiers.base import Notifier, NotifyError
+from keepalive.notifiers.log import LogNotifier
 from keepalive.targets import Target
 from tests.fakes.delivery_fixtures import DeliveryHarness, make_alert
 from tests.fakes.engine import ScriptedChecker, WallClock, targets_settings, toml_targets
@@ -283,3 +285,20 @@ def test_a_target_no_longer_checked_here_is_not_renewed(am: WebhookReceiver) -> 
     assert after_reload.renew() == 1
     assert [a["labels"]["target"] for a in am.received(API)[-1].json()] == ["api"]
     assert book.firing() == {am.url: ["api"]}
+
+
+def test_the_renewer_thread_renews_through_the_current_notifiers(am: WebhookReceiver) -> None:
+    clock = WallClock(SINCE + 60)
+    notifier = AlertmanagerNotifier([am.url], [target()], "a", book=LeaseBook(None, clock), clock=clock)
+    notifier.send(am.url, [make_alert()])
+    clock.now += RENEW_EVERY
+    current: list[Notifier] = [LogNotifier(), notifier]
+    renewer = LeaseRenewer(lambda: current, period=0.01)
+    renewer.start()
+    try:
+        am.wait_count(2, API)
+    finally:
+        renewer.stop()
+        renewer.join(5)
+    assert not renewer.is_alive()
+    assert am.received(API)[1].json()[0]["labels"]["target"] == "api"

@@ -297,10 +297,10 @@ class LeaseRenewer(threading.Thread):
         super().__init__(name="alertmanager-leases", daemon=True)
         self._current = current
         self._period = period
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self._period):
+        while not self._stopping.wait(self._period):
             try:
                 for notifier in self._current():
                     if isinstance(notifier, AlertmanagerNotifier):
@@ -309,4 +309,4 @@ class LeaseRenewer(threading.Thread):
                 log.error("alertmanager renewal error=%s", scrub(f"{type(exc).__name__}: {exc}"))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
