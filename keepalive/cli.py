@@ -130,6 +130,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     mode.add_argument("--silences", action="store_true", help="list the silences not yet expired")
     mode.add_argument("--unsilence", metavar="ID", help="end a silence now (its id or 8-character prefix)")
+    mode.add_argument(
+        "--remediate",
+        metavar="NAME",
+        help="run the target's on_down command through the running monitor and print the result; "
+        "exit 0 when it exited 0, 1 otherwise",
+    )
     parser.add_argument(
         "--for", dest="silence_for", metavar="DURATION", help="with --silence: 90s, 45m, 2h, 1h30m"
     )
@@ -174,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.silences:
             return client.list_silences(settings)
         return client.unsilence(settings, args.unsilence)
+    if args.remediate:
+        from keepalive.actions.cli_remediate import remediate
+
+        return remediate(settings, args.remediate)
     try:
         setup_logging(settings=settings)
     except OSError as exc:
