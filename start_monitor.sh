@@ -2,7 +2,8 @@
 # Start the Keep-Alive Monitor in the background under nohup (README_MONITOR.md, SPEC section 9).
 #
 #   ./start_monitor.sh          start it with the settings from the environment and .env
-#   ./start_monitor.sh --demo   also start example_server.py on port 5004 and watch it every 5 s
+#   ./start_monitor.sh --demo   also start example_server.py on port 5004, watch it every 3 s and
+#                               restart it when it goes down (its on_down: scripts/restart_example.sh)
 #
 # Exit 0 when the monitor started (or the demo is up), 1 when it did not.
 set -euo pipefail
@@ -10,7 +11,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 
 usage() {
-    sed -n '2,7s/^# \{0,1\}//p' "$0"
+    sed -n '2,8s/^# \{0,1\}//p' "$0"
 }
 
 demo=0
@@ -34,8 +35,25 @@ ensure_venv
 
 DEMO_PORT="${DEMO_PORT:-5004}"
 if ((demo)); then
+    # The whole keep-alive loop (SPEC 15): one target, the example server, with an on_down that
+    # restarts it. The file is written here because it names the port.
     export HEALTH_CHECK_URL="http://127.0.0.1:$DEMO_PORT/health"
-    export CHECK_INTERVAL_SECONDS=5 FAILURE_THRESHOLD=2 MONITOR_TARGETS_FILE=
+    export CHECK_INTERVAL_SECONDS=3 FAILURE_THRESHOLD=2
+    [[ "$DEMO_PORT" =~ ^[0-9]+$ ]] || die "DEMO_PORT=$DEMO_PORT is not a port number"
+    mkdir -p "$ROOT/state"
+    DEMO_TARGETS="$ROOT/state/demo_targets.toml"
+    restart="$ROOT/scripts/restart_example.sh"
+    restart="${restart//\\/\\\\}" # a TOML basic string: backslashes and quotes escaped
+    restart="${restart//\"/\\\"}"
+    cat >"$DEMO_TARGETS" <<TOML
+# Written by ./start_monitor.sh --demo (rewritten at each demo start).
+[[targets]]
+name = "example-server"
+url = "$HEALTH_CHECK_URL"
+on_down = ["$restart", "$DEMO_PORT"]
+remediation_timeout = 20
+TOML
+    export MONITOR_TARGETS_FILE="$DEMO_TARGETS"
 fi
 
 # Validate first: a bad setting is reported here, in one line, not buried in the log.
@@ -162,8 +180,9 @@ fi
 say "  stop:    ./stop_monitor.sh    status: ./status_monitor.sh"
 if ((demo)); then
     say ""
-    say "Demo: the monitor checks $example_url every 5 s and alerts after 2 failures."
-    say "  To see an alert, stop the example server:  kill \$(cat example_server.pid)"
-    say "  (or make it report \"degraded\":            kill -USR1 \$(cat example_server.pid))"
+    say "Demo: the monitor checks $example_url every 3 s and alerts after 2 failures."
+    say "  To see the keep-alive loop, stop the example server:  kill \$(cat example_server.pid)"
+    say "  (DOWN, then scripts/restart_example.sh brings it back, then RECOVERED, within ~15 s)"
+    say "  (or make it report \"degraded\": kill -USR1 \$(cat example_server.pid); the restart fixes that too)"
 fi
 exit 0

@@ -374,7 +374,7 @@ def test_demo_starts_the_example_server_and_stop_ends_both(repo: Repo) -> None:
     example_pid = int((repo.root / "example_server.pid").read_text())
     assert processes_running(repo.root / "example_server.py") == [example_pid]
     assert "kill $(cat example_server.pid)" in started.stdout
-    assert f"http://127.0.0.1:{demo_port}/health every 5 s" in started.stdout
+    assert f"http://127.0.0.1:{demo_port}/health every 3 s" in started.stdout
 
     status = repo.run("status_monitor.sh", DEMO_PORT=str(demo_port))
     assert status.returncode == 0, output(status)
