@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from keepalive.actions.commands import COMMANDS, parse
 from keepalive.actions.telegram_commands import BotApi, CommandPoller, Incoming, OffsetStore
@@ -23,6 +24,7 @@ from keepalive.engine.app import MonitorApp
 from keepalive.events import EventLog
 from keepalive.notifiers.log import LogNotifier
 from keepalive.notifiers.telegram import Pacer
+from keepalive.web.metrics import build_registry
 from tests.fakes.engine import ScriptedChecker, targets_settings, toml_targets
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram, Message
 
@@ -129,9 +131,12 @@ def test_an_allowed_chat_gets_answers_and_a_foreign_chat_gets_nothing_but_is_cou
         replies = answers(fake, OPS, 5)
         assert running.app.keep is not None
         assert running.app.keep.refused_total() == 2
+        wait_for(lambda: running.app.monitor.snapshot().telegram_commands_refused_total == 2)
+        metrics = generate_latest(build_registry(running.app.monitor.snapshot())).decode()
     finally:
         running.stop()
     assert fake.messages_to(STRANGER) == []
+    assert "keepalive_telegram_commands_refused_total 2.0" in metrics.splitlines()
     assert status.rendered.startswith("📊 2 targets on ")
     assert "1 up, 1 down, 0 failing, 0 unknown" in status.rendered
     assert "🔴 db <main> down since " in status.rendered

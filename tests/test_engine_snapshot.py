@@ -89,6 +89,7 @@ def test_the_status_document_has_exactly_the_keys_it_always_had_plus_problems() 
         "checks_total": 10,
         "checks_missed_total": 1,
         "push_unknown_total": 0,
+        "telegram_commands_refused_total": 0,
         "targets_held": 0,
         "targets_in_maintenance": 0,
         "schedule_lag_seconds": {"p50": 0.0123, "p99": 0.0457, "max": 0.1},

@@ -61,6 +61,7 @@ STATUS: dict[str, Any] = {
         "checks_total": 240,
         "checks_missed_total": 3,
         "push_unknown_total": 0,
+        "telegram_commands_refused_total": 0,
         "targets_held": 0,
         "targets_in_maintenance": 0,
         "schedule_lag_seconds": {"p50": 0.001, "p99": 0.012, "max": 0.05},
@@ -463,6 +464,7 @@ def test_metrics_expose_every_target_channel_and_monitor_value() -> None:
             key("keepalive_silences"): 0.0,
             key("keepalive_maintenance_windows_open"): 0.0,
             key("keepalive_push_unknown_total"): 0.0,
+            key("keepalive_telegram_commands_refused_total"): 0.0,
         }
         assert ours == expected
         assert types_of(text)["process_cpu_seconds"] == "counter"  # the monitor's own process, too
@@ -492,6 +494,7 @@ def test_metrics_expose_every_target_channel_and_monitor_value() -> None:
             "keepalive_maintenance_windows_open": "gauge",
             "keepalive_target_cert_expiry_timestamp_seconds": "gauge",
             "keepalive_push_unknown": "counter",
+            "keepalive_telegram_commands_refused": "counter",
         }
 
     against(FakeView(), scenario)

@@ -60,6 +60,7 @@ class KeepAlive:
         )
         monitor.persister.after_store = self.remediator.after_stored
         monitor.announcer.remark = self.remediator.take_note
+        monitor.commands_refused = self.refused_total
         self.poller: CommandPoller | None = None
         self._session = session
         self._loop: asyncio.AbstractEventLoop | None = None

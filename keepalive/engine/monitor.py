@@ -199,6 +199,8 @@ class Monitor:
         # Called after each handled check with (runtime, status before it): the live page's
         # EventHub (keepalive.web.stream). It must cost O(1) and never raise.
         self.on_checked: Callable[[TargetRuntime, Status], None] | None = None
+        # Bot commands refused (SPEC 16, keepalive.actions.wiring): a thread-safe counter read.
+        self.commands_refused: Callable[[], int] = lambda: 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -555,4 +557,5 @@ class Monitor:
             channels=tuple(channels),
             replica=replica_snapshot(self.settings, len(targets)),
             push_unknown_total=self.pushes.unknown_total,
+            telegram_commands_refused_total=self.commands_refused(),
         )

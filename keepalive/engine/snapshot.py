@@ -154,6 +154,7 @@ class MonitorSnapshot:
     channels: tuple[ChannelSnapshot, ...]
     replica: ReplicaSnapshot | None = None
     push_unknown_total: int = 0  # pings with a token no push target has (SPEC 14)
+    telegram_commands_refused_total: int = 0  # bot commands from chats not in TELEGRAM_CHAT_ID (SPEC 16)
     # SPEC 13: targets whose notifications are held now, those inside an open maintenance
     # window, every silence not yet expired, and each open window with its closing time.
     targets_held: int = 0
@@ -309,6 +310,7 @@ def monitor_json(snapshot: MonitorSnapshot) -> dict[str, Any]:
         "checks_total": snapshot.checks_total,
         "checks_missed_total": snapshot.checks_missed_total,
         "push_unknown_total": snapshot.push_unknown_total,
+        "telegram_commands_refused_total": snapshot.telegram_commands_refused_total,
         "targets_held": snapshot.targets_held,
         "targets_in_maintenance": snapshot.targets_in_maintenance,
         "schedule_lag_seconds": {

@@ -65,6 +65,11 @@ class SnapshotCollector(Collector):
         yield from _monitor(self._snapshot)
         yield from _quiet(self._snapshot)
         yield from _kinds(self._snapshot)
+        yield CounterMetricFamily(
+            "keepalive_telegram_commands_refused",
+            "Bot commands from chats not in TELEGRAM_CHAT_ID: ignored, never answered (SPEC 16).",
+            value=self._snapshot.telegram_commands_refused_total,
+        )
 
 
 def _targets(targets: tuple[TargetSnapshot, ...]) -> Iterator[Metric]:
