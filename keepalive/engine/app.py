@@ -216,7 +216,7 @@ class MonitorApp:
             if checking:
                 await self.monitor.stop()
             if self.quiet is not None and checking:
-                await self.quiet.save()  # what was held and notified survives the restart
+                await self.quiet.save(force=True)  # what was held and notified survives a restart
             if renewer is not None:
                 renewer.stop()
             if delivering:

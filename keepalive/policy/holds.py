@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
@@ -95,6 +96,9 @@ class Holds:
         self.downtime: dict[str, Downtime] = {}
         self._last_tick: float | None = None
         self._dirty = False
+        self._generation = 0
+        self._written = 0
+        self._write_lock = threading.Lock()
         self.problems: list[str] = []
         self._load()
 
@@ -197,7 +201,19 @@ class Holds:
             self._dirty = True
             state = self._state_of(name)
             if state is None or state.status is not Status.DOWN or state.since != alert.since:
-                continue  # recovered (its RECOVERED was dropped) or forgotten: nothing to say
+                # Its outage is over (or its state was lost): nothing is owed. Said once, so a
+                # DOWN that is never sent is never a mystery.
+                self._report(
+                    "held_alert_dropped",
+                    "held alert dropped",
+                    target=name,
+                    alert_id=alert.id,
+                    why="the target is not in that outage any more"
+                    if state is not None
+                    else "the target is gone",
+                    status=None if state is None else state.status.value,
+                )
+                continue
             alert = replace(alert, at=now)
             self.notified[name] = alert.since
             self._report(
@@ -252,10 +268,15 @@ class Holds:
     def dirty(self) -> bool:
         return self._dirty
 
-    def document(self) -> bytes:
-        """What ``save`` writes; built on the loop (a consistent copy), written off it."""
+    def mark_dirty(self) -> None:
+        """A save failed: the next tick tries again."""
+        self._dirty = True
+
+    def document(self) -> tuple[int, bytes]:
+        """What ``save`` writes, numbered; built on the loop (a consistent copy), written off it."""
         self._dirty = False
-        return json.dumps(
+        self._generation += 1
+        return self._generation, json.dumps(
             {
                 "version": FILE_VERSION,
                 "notified": self.notified,
@@ -267,8 +288,15 @@ class Holds:
             separators=(",", ":"),
         ).encode()
 
-    def save(self, data: bytes) -> None:
-        write_atomically(self.path, data)
+    def save(self, document: tuple[int, bytes]) -> None:
+        """Write a ``document()`` unless a newer one is already on disk: a save cut short by a
+        stop may still be running in its thread when the final save starts."""
+        generation, data = document
+        with self._write_lock:
+            if generation <= self._written:
+                return
+            write_atomically(self.path, data)
+            self._written = generation
 
     def _load(self) -> None:
         try:

@@ -76,13 +76,15 @@ class Quiet:
             last = now
             await self.save()
 
-    async def save(self) -> None:
-        if self.holds.dirty():
+    async def save(self, force: bool = False) -> None:
+        """Write the holds file when it changed (``force``: at a stop, whatever a cut-short
+        save left behind)."""
+        if force or self.holds.dirty():
             data = self.holds.document()
             try:
                 await asyncio.to_thread(self.holds.save, data)
             except OSError as exc:
-                self.holds._dirty = True
+                self.holds.mark_dirty()
                 log.error("holds file cannot be written: %s", exc)
 
     def decorate(self, snap: MonitorSnapshot) -> MonitorSnapshot:
