@@ -20,7 +20,8 @@ import aiohttp
 import pytest
 
 from keepalive.engine.app import MonitorApp
-from tests.fakes.engine import targets_settings, toml_targets
+from keepalive.notifiers.log import LogNotifier
+from tests.fakes.engine import ScriptedChecker, targets_settings, toml_targets
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 from tests.monitor_proc import free_port
 
@@ -182,3 +183,42 @@ def test_a_killed_example_server_goes_down_is_restarted_and_recovers_with_the_re
     assert line.startswith(
         f"Remediation: came back after the restart: restarted by `{command}`: exit 0 in "
     ) or (line == f"Remediation: came back while `{command}` was running (started by monitor)")
+
+
+def test_a_down_held_by_a_silence_is_not_remediated_until_the_silence_ends(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    on_down = [sys.executable, "-c", f"open({str(marks)!r}, 'a').write('ran\\n')"]
+    entry = {"name": "db", "url": "http://db.example/health", "interval": 0.2, "failure_threshold": 1}
+    # One DOWN per outage (no repeats): the held one, released when the silence ends.
+    settings = targets_settings(tmp_path, toml_targets({**entry, "on_down": on_down}), REPEAT_ALERTS="false")
+    checker = ScriptedChecker(time.time)
+    checker.verdicts["db"] = "HTTP 503"
+    app = MonitorApp.build(settings, notifier_factory=lambda s: [LogNotifier()], checker=checker)
+    assert app.quiet is not None
+    silence = app.quiet.book.create("db*", "1h", "disk swap", "ops")
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        started = asyncio.Event()
+        task = asyncio.create_task(app.run(stop, started.set))
+        await asyncio.wait_for(started.wait(), 20)
+        await until(lambda: named(tmp_path, "alert_held"))
+        # Checks go on while it is held (a few rounds): still nothing runs.
+        checks = app.monitor.checks_total
+        await until(lambda: app.monitor.checks_total >= checks + 5)
+        assert named(tmp_path, "remediation_started") == [] and not marks.exists()
+        assert app.quiet is not None
+        await asyncio.to_thread(app.quiet.book.remove, silence.id)
+        await until(lambda: named(tmp_path, "remediation_finished"))
+        stop.set()
+        await task
+
+    try:
+        asyncio.run(go())
+    finally:
+        app.close()
+    assert marks.read_text() == "ran\n"
+    written = [e["event"] for e in events(tmp_path)]
+    assert (
+        written.index("alert_held") < written.index("alert_released") < written.index("remediation_started")
+    )
