@@ -320,3 +320,32 @@ def test_silences_persist_expire_on_their_own_and_a_bad_file_is_set_aside(tmp_pa
     assert [
         p.name.startswith("silences.json.corrupt-") for p in tmp_path.iterdir() if "corrupt" in p.name
     ] == [True]
+
+
+def test_the_snapshot_batch_agrees_with_asking_one_target_at_a_time(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    book = world.book()
+    window = read_window(
+        {"name": "w", "targets": "web-*", "start": "00:00", "duration": "1h", "timezone": "UTC"}, 1, "t"
+    )
+    names = ["db-1", "db-2", "web-1", "web-2", "router", "app", "other"]
+    targets = tuple(target(n, depends_on=("router",) if n == "app" else ()) for n in names)
+    holds = world.holds(book, targets, (window,))
+    silence(book, "db-*", duration="1h")
+    book.create("db-2", "3h", "longer", "bob")
+    for name in ("db-1", "router", "app", "other"):
+        down(world, name, T0 - 100)
+    world.states.update({"db-2": TargetState(Status.UP), "web-1": TargetState(Status.UP)})
+    holds.hold(down(world, "other", T0 - 100), target("other"))  # notified: nothing to show
+    one_by_one = {n: v for n in names if (v := holds.view(n, world.states.get(n))) is not None}
+    batch = holds.views((n, world.states.get(n)) for n in names)
+    assert {n: (v.why, v.until, v.pending) for n, v in batch.items()} == {
+        n: (v.why, v.until, v.pending) for n, v in one_by_one.items()
+    }
+    assert {n: v.why.split(" (")[0] if v.why else None for n, v in batch.items()} == {
+        "db-1": f"silence {book.all()[0].short_id}",
+        "db-2": f"silence {book.all()[1].short_id}",
+        "web-1": "maintenance w",
+        "web-2": "maintenance w",
+        "app": "depends on 'router'",
+    }

@@ -210,16 +210,18 @@ class Calendar:
     def open_for(self, target: str, now: float | None = None) -> tuple[Window, float] | None:
         """The open window covering ``target`` that closes last, with its closing time."""
         best: tuple[Window, float] | None = None
-        for window, until in self._open(self.clock() if now is None else now):
+        for window, until in self.open_windows(self.clock() if now is None else now):
             if window.covers(target) and (best is None or until > best[1]):
                 best = (window, until)
         return best
 
     def open_now(self, now: float | None = None) -> Mapping[str, float]:
         """Each open window's name and closing time."""
-        return {window.name: until for window, until in self._open(self.clock() if now is None else now)}
+        return {
+            window.name: until for window, until in self.open_windows(self.clock() if now is None else now)
+        }
 
-    def _open(self, now: float) -> list[tuple[Window, float]]:
+    def open_windows(self, now: float) -> list[tuple[Window, float]]:
         # Asked once per target per snapshot: the zone arithmetic is done once per second.
         second = math.floor(now)
         if self._cached is not None and self._cached[0] == second:

@@ -92,8 +92,9 @@ class Quiet:
         holds = self.holds
         targets = list(snap.targets)
         held = in_maintenance = 0
+        views = holds.views((t.name, self._state_of(t.name)) for t in targets)
         for index, target in enumerate(targets):
-            view = holds.view(target.name, self._state_of(target.name))
+            view = views.get(target.name)
             if view is None:
                 continue
             if view.why is not None:
