@@ -446,6 +446,13 @@
     fact(facts, "Uptime (recent checks)", formatPercent(row.uptime_percent));
     fact(facts, "Checks", `${row.checks_ok_total} ok, ${row.checks_failed_total} failed`);
     fact(facts, "Interval", formatDuration(row.interval_seconds));
+    const run = row.remediation; // SPEC 15: the last run of its on_down
+    if (run) {
+      fact(facts, "Last remediation", `${run.summary} (by ${run.trigger}, `, timeSpan(run.started_at, "ago", "–"), ")");
+      if (Array.isArray(run.output) && run.output.length) {
+        fact(facts, "Its last output", el("pre", "remediation-output", run.output.join("\n")));
+      }
+    }
     byId("detail-chart").replaceChildren(chart(row.history));
     const changes = Array.isArray(doc.changes) ? [...doc.changes].reverse() : [];
     byId("detail-change-rows").replaceChildren(
