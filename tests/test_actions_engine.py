@@ -163,6 +163,8 @@ def test_a_killed_example_server_goes_down_is_restarted_and_recovers_with_the_re
     )
     started_at = next(i for i, e in enumerate(written) if e["event"] == "remediation_started")
     assert stored_at < started_at  # the command starts only once the DOWN is in the outbox
+    (recovered_event,) = named(tmp_path, "target_recovered")
+    assert recovered_event["remediation"].startswith("came back ")  # the log line says it too
     finished = named(tmp_path, "remediation_finished")[0]
     assert (finished["target"], finished["outcome"], finished["exit_code"], finished["trigger"]) == (
         "Example",

@@ -164,6 +164,7 @@ class Announcer:
                 failed_checks=raised.failed_checks,
                 repeat=raised.sequence,
                 alert_id=alert.id,
+                **({"remediation": alert.remediation} if alert.remediation else {}),
             )
         else:
             self.reporter.report(
@@ -176,6 +177,7 @@ class Announcer:
                 since=iso(raised.since),
                 failed_checks=raised.failed_checks,
                 alert_id=alert.id,
+                **({"remediation": alert.remediation} if alert.remediation else {}),
             )
         held = self.policy.hold(alert, target)
         if held is not None:
