@@ -66,9 +66,10 @@ class JsonPoster:
     def __init__(
         self, session: requests.Session | None = None, timeout: float = 10.0, deadline: float = 30.0
     ) -> None:
+        # HTTPS_PROXY / NO_PROXY from the environment apply, as for Telegram: a monitor that
+        # reaches Slack or a remote Alertmanager only through a proxy must still alert (the
+        # deadline watches proxied connections too).
         self._session = session if session is not None else requests.Session()
-        # Proxies from the environment would see the payload; an operator sets them explicitly.
-        self._session.trust_env = False
         adapter = DeadlineAdapter()
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
