@@ -52,10 +52,17 @@ def wait_for(condition: Callable[[], object], seconds: float = 20.0) -> None:
 class Running:
     """A MonitorApp running on a thread of its own, answering commands; ``stop()`` ends it."""
 
-    def __init__(self, tmp_path: Path, fake: FakeTelegram, on_down: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        fake: FakeTelegram,
+        on_down: list[str] | None = None,
+        extra: tuple[dict[str, Any], ...] = (),
+    ) -> None:
         entries: list[dict[str, Any]] = [
             {"name": "Web-1", "url": "http://web-1.example/health", "interval": 0.2},
             {"name": "db <main>", "url": "http://db.example/health", "interval": 0.2},
+            *extra,
         ]
         if on_down is not None:
             entries[0]["on_down"] = on_down
@@ -234,6 +241,24 @@ def test_silence_commands_use_the_silence_book(tmp_path: Path, fake: FakeTelegra
     assert replies[2].rendered.startswith("Not silenced: duration=")
     assert replies[3].rendered == f"🔔 Silence {silence.short_id} (db*) ended."
     assert replies[4].rendered == "No silence nothing-here. /silences lists them."
+
+
+def test_check_answers_a_push_target_from_its_last_check_instead_of_consuming_pings(
+    tmp_path: Path, fake: FakeTelegram
+) -> None:
+    job = {"name": "nightly-job", "push_token": "a-push-token-of-16-chars", "interval": 0.2}
+    running = Running(tmp_path, fake, extra=(job,))
+    try:
+        running.checker.verdicts["nightly-job"] = "no ping for 6m (expected every 5m)"
+        wait_for(lambda: running.app.monitor.runtimes["nightly-job"].observed.checks_failed >= 1)
+        fake.push_update(OPS, "/check NIGHTLY-JOB")
+        (reply,) = answers(fake, OPS, 1)
+    finally:
+        running.stop()
+    assert reply.rendered.startswith("🔴 nightly-job failed its last check (")
+    assert reply.rendered.endswith("): no ping for 6m (expected every 5m)")
+    (command,) = named(tmp_path, "telegram_command")
+    assert (command["command"], command["result"]) == ("/check NIGHTLY-JOB", "failed")
 
 
 # --------------------------------------------------------------------------- the poller alone

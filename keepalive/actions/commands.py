@@ -199,8 +199,19 @@ class Commands:
                 "unknown target",
                 f"No target named <b>{esc(args, 80)}</b>. /status lists the ones in trouble.",
             )
-        result = await self._check(target)
         name = esc(target.name, 80)
+        if target.kind in ("log", "push"):
+            # Their checks consume what arrived since the last one (log lines, pings): a check on
+            # demand would steal it from the scheduled one, so the last verdict is the answer.
+            view = next((t for t in self._snapshot().targets if t.name == target.name), None)
+            if view is None or view.last_check is None:
+                return "not checked yet", f"⚪ <b>{name}</b> has not been checked yet."
+            when = utc(view.last_check)
+            if view.state is Status.UP:
+                return "passed", f"✅ <b>{name}</b> passed its last check ({when})."
+            reason = esc(view.last_reason or view.state.value)
+            return "failed", f"{ICONS[view.state]} <b>{name}</b> failed its last check ({when}): {reason}"
+        result = await self._check(target)
         if result.ok:
             latency = f" in {result.latency_ms:.0f} ms" if result.latency_ms is not None else ""
             return "passed", f"✅ <b>{name}</b> passes{latency}."
