@@ -302,3 +302,19 @@ def test_the_renewer_thread_renews_through_the_current_notifiers(am: WebhookRece
         renewer.join(5)
     assert not renewer.is_alive()
     assert am.received(API)[1].json()[0]["labels"]["target"] == "api"
+
+
+def test_a_renewal_read_before_a_recovery_was_sent_is_not_sent_after_it(am: WebhookReceiver) -> None:
+    """renew() reads what is due, then sends under the instance's guard: a RECOVERED sent in
+    between replaces the DOWN, whose renewal would otherwise fire the alert again."""
+    clock = WallClock(SINCE + 60)
+    book = LeaseBook(None, clock)
+    notifier = AlertmanagerNotifier([am.url], [target()], "a", book=book, clock=clock)
+    down = make_alert("api")
+    notifier.send(am.url, [down])
+    clock.now += RENEW_EVERY
+    due = book.due(clock())[am.url]
+    notifier.send(am.url, [make_alert("api", AlertKind.RECOVERED, sequence=0)])
+
+    assert due == [down]
+    assert book.current(am.url, due) == []

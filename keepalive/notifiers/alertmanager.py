@@ -104,7 +104,21 @@ class LeaseBook:
         self._lock = threading.Lock()
         # instance -> target -> (alert, wall time of the last accepted send)
         self._entries: dict[str, dict[str, tuple[Alert, float]]] = {}
+        # One send at a time per instance, renewals included: a renewal built from a DOWN must
+        # not reach Alertmanager after the RECOVERED that replaced it (it would fire again).
+        self._guards: dict[str, threading.Lock] = {}
         self._load()
+
+    def guard(self, instance: str) -> threading.Lock:
+        """The lock every send to ``instance`` holds, from building the request to recording it."""
+        with self._lock:
+            return self._guards.setdefault(instance, threading.Lock())
+
+    def current(self, instance: str, alerts: Sequence[Alert]) -> list[Alert]:
+        """Those of ``alerts`` that are still the last word on their target at ``instance``."""
+        with self._lock:
+            book = self._entries.get(instance, {})
+            return [a for a in alerts if (entry := book.get(a.target)) is not None and entry[0].id == a.id]
 
     def _load(self) -> None:
         if self._path is None or not self._path.exists():
@@ -219,8 +233,8 @@ def book_at(state_dir: Path) -> LeaseBook:
 class AlertmanagerNotifier(Notifier):
     """POSTs alerts to every Alertmanager instance, and renews their leases (see the module doc).
 
-    ``targets`` gives each target's severity, labels and interval (the targets file, whole:
-    a target this replica does not check keeps the same labels on the replica that does)."""
+    ``targets``: the targets this replica checks, for their severity, labels and interval; a
+    lease on any other target (removed, or moved to another replica's share) is not renewed."""
 
     channel = "alertmanager"
 
@@ -255,8 +269,9 @@ class AlertmanagerNotifier(Notifier):
 
     def send(self, recipient: str, alerts: Sequence[Alert], reply_to: str | None = None) -> str | None:
         """POST ``alerts`` (one array) to one instance; on success they are leased there."""
-        self._post(recipient, alerts)
-        self._book.accepted(recipient, alerts, self._clock())
+        with self._book.guard(recipient):
+            self._post(recipient, alerts)
+            self._book.accepted(recipient, alerts, self._clock())
         return None
 
     def renew(self) -> int:
@@ -266,17 +281,22 @@ class AlertmanagerNotifier(Notifier):
         for instance, alerts in self._book.due(self._clock(), self._targets.__contains__).items():
             if instance not in self._urls:
                 continue
-            try:
-                self._post(instance, alerts)
-            except NotifyError as exc:
-                log.warning(
-                    "alertmanager renewal failed instance=%s alerts=%d reason=%s",
-                    instance,
-                    len(alerts),
-                    exc.reason,
-                )
-                continue
-            self._book.renewed(instance, alerts, self._clock())
+            with self._book.guard(instance):
+                # An alert sent since due() was read replaces its lease: renew only the rest.
+                alerts = self._book.current(instance, alerts)
+                if not alerts:
+                    continue
+                try:
+                    self._post(instance, alerts)
+                except NotifyError as exc:
+                    log.warning(
+                        "alertmanager renewal failed instance=%s alerts=%d reason=%s",
+                        instance,
+                        len(alerts),
+                        exc.reason,
+                    )
+                    continue
+                self._book.renewed(instance, alerts, self._clock())
             renewed += len(alerts)
         return renewed
 
