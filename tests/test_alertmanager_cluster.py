@@ -115,6 +115,10 @@ def test_replicas_behind_an_alertmanager_cluster_lose_nothing_and_send_once(
                 # Every target of its share checked once before anything fails.
                 for target in mine:
                     targets.wait_for_requests(target, 1, timeout=20)
+                share = (
+                    f"replica share name={name} replicas=a,b,c copies=2 checks={len(mine)} of={len(NAMES)}"
+                )
+                assert share in monitors[name].log()
 
             # 1. A replica dies; a target it was checking goes down.
             victim = next(n for n in NAMES if "a" in owners(n, REPLICAS, 2))

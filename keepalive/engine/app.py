@@ -97,6 +97,16 @@ class MonitorApp:
         directory is taken by another monitor or unusable, or the events file cannot be written."""
         # Only this replica's share of the targets file is checked (SPEC 17), now and on reload.
         settings = own_share(settings)
+        membership = settings.fanout.membership
+        if membership.enabled:
+            log.info(
+                "replica share name=%s replicas=%s copies=%d checks=%d of=%s",
+                membership.name,
+                ",".join(membership.replicas),
+                membership.effective_copies,
+                len(settings.targets),
+                settings.fanout.total_targets,
+            )
         read_settings = load
 
         def load_share() -> Settings:
