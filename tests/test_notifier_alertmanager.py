@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -318,3 +319,24 @@ def test_a_renewal_read_before_a_recovery_was_sent_is_not_sent_after_it(am: Webh
 
     assert due == [down]
     assert book.current(am.url, due) == []
+
+
+def test_a_certificate_running_out_is_posted_once_as_its_own_alertname_never_leased(
+    am: WebhookReceiver,
+) -> None:
+    expiring = replace(make_alert("api"), kind=AlertKind.EXPIRING, reason="certificate expires in 6 days")
+    clock = WallClock(expiring.at)
+    book = LeaseBook(None, clock)
+    notifier = AlertmanagerNotifier([am.url], [target()], "a", book=book, clock=clock)
+
+    notifier.send(am.url, [expiring])
+
+    (posted,) = am.received(API)[0].json()
+    assert posted["labels"] == {
+        "alertname": "KeepAliveCertificateExpiring",
+        "target": "api",
+        "severity": "warning",
+    }
+    assert (posted["startsAt"], posted["endsAt"]) == ("2025-11-13T02:14:20.000Z", "2025-11-13T02:19:20.000Z")
+    clock.now += RENEW_EVERY
+    assert notifier.renew() == 0 and book.firing() == {am.url: []}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,15 @@ def test_apprise_writes_nothing_to_the_monitors_log(hook: WebhookReceiver) -> No
         root.setLevel(level)
 
     assert [r.getMessage() for r in collect.records if r.name.startswith("apprise")] == []
+
+
+def test_a_certificate_running_out_is_a_warning(hook: WebhookReceiver) -> None:
+    expiring = replace(make_alert("api"), kind=AlertKind.EXPIRING, reason="certificate expires in 6 days")
+    notifier = AppriseNotifier([url_of(hook)], clock=fresh_clock())
+    notifier.send(notifier.recipients()[0], [expiring])
+
+    body = hook.received("/notify")[0].json()
+    assert (body["title"], body["type"]) == ("EXPIRING: api", "warning")
+    assert body["message"].startswith(
+        "certificate expires in 6 days\nCertificate expires: 2025-11-13 02:13:20 UTC\n"
+    )

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -167,3 +168,13 @@ def test_a_backlog_goes_one_alert_per_request(hook: WebhookReceiver, harness: De
 
 def _hash(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:8]
+
+
+def test_a_certificate_running_out_is_about_a_target_that_is_up() -> None:
+    expiring = replace(make_alert("api"), kind=AlertKind.EXPIRING, reason="certificate expires in 6 days")
+    body = json.loads(build_body(expiring))
+    assert (body["kind"], body["state"], body["reason"]) == (
+        "EXPIRING",
+        "up",
+        "certificate expires in 6 days",
+    )

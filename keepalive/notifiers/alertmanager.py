@@ -44,6 +44,9 @@ log = logging.getLogger("keepalive.alertmanager")
 
 ALERTNAME = "KeepAliveTargetDown"
 TEST_ALERTNAME = "KeepAliveTest"
+# A certificate running out (SPEC 14) is news, not a state: posted once, ending 5 minutes later
+# (route it to a receiver with send_resolved: false, as docs/alertmanager/alertmanager.yml does).
+EXPIRING_ALERTNAME = "KeepAliveCertificateExpiring"
 RENEW_EVERY = 60.0  # seconds between re-sends of a lease
 LEASE_FACTOR = 4  # endsAt = now + LEASE_FACTOR x max(interval, MIN_LEASE_BASE)
 MIN_LEASE_BASE = 60.0
@@ -60,10 +63,10 @@ def lease_seconds(interval: float) -> float:
 def labels_for(alert: Alert, target: Target | None) -> dict[str, str]:
     """The identity of an alert in Alertmanager: the same on every replica."""
     labels = dict(target.labels) if target is not None else {}
+    name = {AlertKind.TEST: TEST_ALERTNAME, AlertKind.EXPIRING: EXPIRING_ALERTNAME}.get(alert.kind, ALERTNAME)
+    severity = target.severity if target is not None else "critical"
     labels.update(
-        alertname=TEST_ALERTNAME if alert.kind is AlertKind.TEST else ALERTNAME,
-        target=alert.target,
-        severity=target.severity if target is not None else "critical",
+        alertname=name, target=alert.target, severity="warning" if name == EXPIRING_ALERTNAME else severity
     )
     return labels
 
@@ -77,6 +80,9 @@ def postable(alert: Alert, target: Target | None, reporter: str, now: float) -> 
     elif alert.kind is AlertKind.TEST:
         ends = now + RESOLVED_FOR
         summary = "test alert from the keep-alive monitor"
+    elif alert.kind is AlertKind.EXPIRING:
+        ends = alert.at + RESOLVED_FOR
+        summary = f"{alert.target}: certificate expiring"
     else:
         ends = now + lease_seconds(interval)
         summary = f"{alert.target} is down"
@@ -88,7 +94,7 @@ def postable(alert: Alert, target: Target | None, reporter: str, now: float) -> 
             "url": alert.url,
             "reporter": reporter,
         },
-        "startsAt": iso(alert.since if alert.kind is not AlertKind.TEST else alert.at),
+        "startsAt": iso(alert.since if alert.kind in (AlertKind.DOWN, AlertKind.RECOVERED) else alert.at),
         "endsAt": iso(ends),
         "generatorURL": alert.url if alert.url.startswith(("http://", "https://")) else "",
     }
@@ -159,8 +165,8 @@ class LeaseBook:
         with self._lock:
             book = self._entries.setdefault(instance, {})
             for alert in alerts:
-                if alert.kind is AlertKind.TEST:
-                    continue
+                if alert.kind not in (AlertKind.DOWN, AlertKind.RECOVERED):
+                    continue  # TEST and EXPIRING are posted once, never leased
                 current = book.get(alert.target)
                 # An older alert retried late must not replace a newer one (a RECOVERED by its
                 # DOWN); of two raised at the same time, the RECOVERED is the later word.

@@ -53,6 +53,9 @@ def build_message(alerts: Sequence[Alert]) -> tuple[str, str]:
         elif alert.kind is AlertKind.RECOVERED:
             title = f"RECOVERED: {alert.target}"
             lines = [f"Down for {duration(alert.downtime or 0.0)}", f"Last failure: {alert.reason}"]
+        elif alert.kind is AlertKind.EXPIRING:
+            title = f"EXPIRING: {alert.target}"
+            lines = [alert.reason, f"Certificate expires: {utc(alert.since)}"]
         else:
             title = "Test alert from the keep-alive monitor"
             lines = [alert.reason]
@@ -114,6 +117,15 @@ class AppriseNotifier(Notifier):
         # log lines its own.
         self._lock = threading.Lock()
 
+    def _notify_type(self, alerts: Sequence[Alert]) -> Any:
+        """Apprise's colour and icon: failure for a DOWN, warning for an EXPIRING, else success."""
+        kinds = {alert.kind for alert in alerts}
+        if AlertKind.DOWN in kinds:
+            return self._apprise.NotifyType.FAILURE
+        if AlertKind.EXPIRING in kinds:
+            return self._apprise.NotifyType.WARNING
+        return self._apprise.NotifyType.SUCCESS
+
     def recipients(self) -> Sequence[str]:
         return (*self._services, *self._refused)
 
@@ -128,9 +140,7 @@ class AppriseNotifier(Notifier):
                 title=title,
                 body=body,
                 body_format=self._apprise.NotifyFormat.TEXT,
-                notify_type=self._apprise.NotifyType.FAILURE
-                if any(a.kind is AlertKind.DOWN for a in alerts)
-                else self._apprise.NotifyType.SUCCESS,
+                notify_type=self._notify_type(alerts),
                 timeout=self._timeout,
             )
         if result:

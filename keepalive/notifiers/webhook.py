@@ -27,7 +27,13 @@ from keepalive.notifiers.base import Notifier
 from keepalive.notifiers.httpjson import JsonPoster, classify
 from keepalive.scrub import register_secret
 
-_STATES = {AlertKind.DOWN: "down", AlertKind.RECOVERED: "up", AlertKind.TEST: "test"}
+# A certificate running out (EXPIRING) is about a target that still answers: "up".
+_STATES = {
+    AlertKind.DOWN: "down",
+    AlertKind.RECOVERED: "up",
+    AlertKind.EXPIRING: "up",
+    AlertKind.TEST: "test",
+}
 
 
 def iso(ts: float) -> str:
