@@ -173,3 +173,18 @@ def test_a_certificate_running_out_is_a_warning(hook: WebhookReceiver) -> None:
     assert body["message"].startswith(
         "certificate expires in 6 days\nCertificate expires: 2025-11-13 02:13:20 UTC\n"
     )
+
+
+def test_a_backlog_goes_in_digests_that_name_every_alert(
+    hook: WebhookReceiver, harness: DeliveryHarness
+) -> None:
+    alerts = [make_alert(f"target-{i:03}", reason="x" * 200) for i in range(60)]
+
+    harness.run([AppriseNotifier([url_of(hook)], clock=fresh_clock())], alerts, digest_after=3)
+
+    named = [
+        line.split(" ")[1] for r in hook.received("/notify") for line in r.json()["message"].splitlines()
+    ]
+    assert sorted(named) == [f"target-{i:03}" for i in range(60)]
+    assert len(hook.received("/notify")) > 1
+    assert all(len(r.json()["message"]) <= 4000 for r in hook.received("/notify"))

@@ -31,6 +31,7 @@ from keepalive.scrub import register_secret
 GIVE_UP_AFTER = 3600.0
 SEND_TIMEOUT = 30.0
 MAX_BODY = 4000  # characters; the strictest common services (Discord 2000, Telegram 4096) cut the rest
+MAX_LINE = 300  # one alert's line in a digest
 
 
 def recipient_name(url: str) -> str:
@@ -63,8 +64,21 @@ def build_message(alerts: Sequence[Alert]) -> tuple[str, str]:
         return title, "\n".join(lines)[:MAX_BODY]
     down = sum(1 for a in alerts if a.kind is AlertKind.DOWN)
     title = f"{len(alerts)} alerts ({down} down, {len(alerts) - down} other)"
-    lines = [f"{a.kind}: {a.target} ({a.reason})" for a in alerts]
-    return title, "\n".join(lines)[:MAX_BODY]
+    return title, "\n".join(_digest_line(a) for a in alerts)[:MAX_BODY]
+
+
+def _digest_line(alert: Alert) -> str:
+    return f"{alert.kind}: {alert.target} ({alert.reason})"[:MAX_LINE]
+
+
+def digest_capacity(alerts: Sequence[Alert]) -> int:
+    """How many of ``alerts``, from the first, one digest names in full (at least one)."""
+    used = 0
+    for count, alert in enumerate(alerts):
+        used += len(_digest_line(alert)) + 1
+        if used > MAX_BODY + 1:
+            return max(1, count)
+    return len(alerts)
 
 
 class AppriseNotifier(Notifier):
@@ -125,6 +139,10 @@ class AppriseNotifier(Notifier):
         if AlertKind.EXPIRING in kinds:
             return self._apprise.NotifyType.WARNING
         return self._apprise.NotifyType.SUCCESS
+
+    def digest_capacity(self, alerts: Sequence[Alert]) -> int:
+        """A digest names each of its alerts in full; the worker sends the rest next."""
+        return digest_capacity(alerts)
 
     def recipients(self) -> Sequence[str]:
         return (*self._services, *self._refused)
