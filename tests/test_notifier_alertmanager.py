@@ -18,6 +18,7 @@ import pytest
 from keepalive.alerts import Alert, AlertKind
 from keepalive.engine.app import MonitorApp
 from keepalive.notifiers.alertmanager import (
+    RENEW_BATCH,
     RENEW_EVERY,
     RESOLVED_FOR,
     AlertmanagerNotifier,
@@ -340,3 +341,17 @@ def test_a_certificate_running_out_is_posted_once_as_its_own_alertname_never_lea
     assert (posted["startsAt"], posted["endsAt"]) == ("2025-11-13T02:14:20.000Z", "2025-11-13T02:19:20.000Z")
     clock.now += RENEW_EVERY
     assert notifier.renew() == 0 and book.firing() == {am.url: []}
+
+
+def test_many_leases_are_renewed_in_bounded_requests(am: WebhookReceiver) -> None:
+    clock = WallClock(SINCE + 60)
+    names = [f"t{i}" for i in range(RENEW_BATCH + 20)]
+    notifier = AlertmanagerNotifier(
+        [am.url], [target(n) for n in names], "a", book=LeaseBook(None, clock), clock=clock
+    )
+    notifier.send(am.url, [make_alert(n) for n in names])
+    clock.now += RENEW_EVERY
+
+    assert notifier.renew() == len(names)
+    sizes = [len(r.json()) for r in am.received(API)]
+    assert sizes == [len(names), RENEW_BATCH, 20]

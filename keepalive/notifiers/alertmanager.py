@@ -52,6 +52,7 @@ LEASE_FACTOR = 4  # endsAt = now + LEASE_FACTOR x max(interval, MIN_LEASE_BASE)
 MIN_LEASE_BASE = 60.0
 RESOLVED_FOR = 300.0  # a resolution is re-sent this long after the recovery
 MAX_ENTRIES = 100_000  # bound on the book (one per target and instance)
+RENEW_BATCH = 500  # alerts per renewal request
 FILENAME = "alertmanager-leases.json"
 
 
@@ -293,7 +294,9 @@ class AlertmanagerNotifier(Notifier):
                 if not alerts:
                     continue
                 try:
-                    self._post(instance, alerts)
+                    # A switch failing can leave thousands down: bounded requests, not one 5 MB body.
+                    for start in range(0, len(alerts), RENEW_BATCH):
+                        self._post(instance, alerts[start : start + RENEW_BATCH])
                 except NotifyError as exc:
                     log.warning(
                         "alertmanager renewal failed instance=%s alerts=%d reason=%s",
