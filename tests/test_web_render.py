@@ -69,9 +69,9 @@ def test_metrics_are_gzipped_only_when_the_scraper_accepts_it() -> None:
             plain = await response.read()
         assert plain.startswith(b"# HELP ")
         assert ours(gzip.decompress(zipped).decode()) == ours(plain.decode())
-        assert (
-            len(ours(plain.decode())) == 39
-        )  # as listed in test_web.test_metrics_expose_every_target_channel_and_monitor_value
+        # Not vacuous: every family of test_web.test_metrics_expose_every_target_channel_and_monitor_value
+        # is there (at least its 39 samples of SPEC 7; later sections add theirs).
+        assert len(ours(plain.decode())) >= 39
 
     run(scenario)
 
