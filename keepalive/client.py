@@ -135,10 +135,14 @@ def silence(
     if answer.status != 201 or not isinstance(answer.body, dict):
         return _fail(_error(answer))
     print(answer.body["id"], file=out)
+    total = answer.body.get("matches_total")
+    held = "" if total is None else f", {total} target(s) now"
     print(
-        f"silenced {', '.join(globs)} until {answer.body['ends_at']} ({answer.body['remaining']})",
+        f"silenced {', '.join(globs)} until {answer.body['ends_at']} ({answer.body['remaining']}{held})",
         file=sys.stderr,
     )
+    if total == 0:
+        print("warning: no target matches it yet (a typo?); it still holds any that will", file=sys.stderr)
     return EXIT_OK
 
 

@@ -145,6 +145,7 @@ def test_the_token_is_generated_0600_reused_after_a_restart_and_guards_every_wri
         assert status == 401
         status, created, _ = call(env, "POST", "/api/silences", silence, bearer(tmp_path))
         assert status == 201 and created["targets"] == ["db-*"] and created["comment"] == "disk swap"
+        assert (created["matches"], created["matches_total"], created["remaining"]) == (["db-1"], 1, "1h")
         status, listed, _ = call(env, "GET", "/api/silences")  # reads stay open with "writes"
         assert status == 200 and [s["id"] for s in listed["silences"]] == [created["id"]]
         status, _, _ = call(env, "DELETE", f"/api/silences/{created['id'][:8]}", None, bearer(tmp_path))
@@ -212,6 +213,10 @@ def test_still_down_when_the_silence_ends_gets_one_down_then_and_its_recovery(
         assert made.returncode == 0, made.stderr
         silence_id = made.stdout.strip()
         assert len(silence_id) == 16
+        assert "silenced db-* until " in made.stderr and "(2h, 1 target(s) now)" in made.stderr
+        typo = run_cli(["--silence", "bd-*", "--for", "5m"], env)
+        assert typo.returncode == 0 and "warning: no target matches it yet (a typo?)" in typo.stderr
+        assert run_cli(["--unsilence", typo.stdout.strip()], env).returncode == 0
         listed = run_cli(["--silences"], env)
         assert listed.returncode == 0 and silence_id[:8] in listed.stdout and "disk swap" in listed.stdout
         status = call(env, "GET", "/api/status?history=0")[1]

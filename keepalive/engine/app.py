@@ -286,7 +286,10 @@ class MonitorApp:
         """The token rules and the write routes (SPEC 12, 13)."""
         routes: list[Callable[..., None]] = []
         if self.quiet is not None:
-            routes.append(SilenceRoutes(self.quiet.book, self.monitor.reporter.report).add_to)
+            silences = SilenceRoutes(
+                self.quiet.book, self.monitor.reporter.report, self.monitor.runtimes.keys
+            )
+            routes.append(silences.add_to)
         if self.keep is not None:
             routes.extend(self.keep.routes())  # POST /api/targets/<name>/remediate (SPEC 15)
         return WriteApi(ApiAuth(self.api_token, self.settings.quiet.http_auth), routes)

@@ -26,7 +26,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,8 @@ OPEN_PREFIXES = ("/ping/",)
 READ_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
 # A silence request is a few hundred bytes; anything near this is not one.
 MAX_BODY = 64 * 1024
+# Names of matched targets listed in a new silence's answer (the total is always given).
+MAX_LISTED = 50
 REALM = 'Basic realm="keepalive monitor", charset="UTF-8"'
 
 log = logging.getLogger("keepalive.web")
@@ -149,9 +151,17 @@ class SilenceRoutes:
     """POST/GET/DELETE /api/silences over one SilenceBook; each change is reported once
     (``silence_created`` / ``silence_removed`` events, with who and why)."""
 
-    def __init__(self, book: SilenceBook, report: Report | None = None) -> None:
+    def __init__(
+        self,
+        book: SilenceBook,
+        report: Report | None = None,
+        names: Callable[[], Iterable[str]] | None = None,
+    ) -> None:
         self.book = book
         self._report = report
+        # The targets' names, so an answer says what a silence holds: "db-*" matching nothing
+        # is a typo the operator should see at once, not when the pager rings.
+        self._names = names
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post("/api/silences", self.create)
@@ -184,7 +194,11 @@ class SilenceRoutes:
                 comment=silence.comment,
                 created_by=silence.created_by,
             )
-        return web.json_response(silence.to_json(self.book.clock()), status=201)
+        answer = silence.to_json(self.book.clock())
+        if self._names is not None:
+            answer["matches"] = sorted(n for n in self._names() if silence.covers(n))[:MAX_LISTED]
+            answer["matches_total"] = sum(1 for n in self._names() if silence.covers(n))
+        return web.json_response(answer, status=201)
 
     async def list(self, request: web.Request) -> web.Response:
         now = self.book.clock()
