@@ -20,6 +20,10 @@ Routes (GET only; aiohttp answers HEAD for each, anything else is 405, unknown p
     /                   the status page, fed by /api/events (polling /api/status as fallback)
     /static/status.js   its script, served separately so the page's CSP needs no inline code
     /static/status.css  its style sheet
+
+Writes (keepalive.web.api, SPEC 12-13), behind ``Authorization: Bearer <token>``; with
+MONITOR_HTTP_AUTH=all every path but /health and /ping/... needs the token too:
+    POST /api/silences, GET /api/silences, DELETE /api/silences/<id>
 """
 
 from __future__ import annotations
