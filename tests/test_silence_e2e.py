@@ -315,6 +315,30 @@ def test_a_restart_in_the_middle_of_a_silence_keeps_the_silence_and_the_held_dow
     assert kinds(fake_telegram, "db-1") == ["DOWN", "RECOVERED"]
 
 
+def test_a_silence_expires_on_its_own_and_releases_what_it_held(
+    tmp_path: Path, server: TargetServer, fake_telegram: FakeTelegram
+) -> None:
+    env = env_for(tmp_path, server, fake_telegram)
+    mon = MonitorProcess(tmp_path, env).start()
+    try:
+        body = {"targets": "db-1", "duration": "4s", "comment": "quick reboot", "created_by": "carol"}
+        assert call(env, "POST", "/api/silences", body, bearer(tmp_path))[0] == 201
+        server.set_mode("db1", "http503")
+        mon.wait_event("alert_held", target="db-1", kind="DOWN")
+        (expired,) = mon.wait_event("silence_expired")
+        assert (expired["targets"], expired["comment"], expired["created_by"]) == (
+            ["db-1"],
+            "quick reboot",
+            "carol",
+        )
+        mon.wait_event("alert_released", target="db-1")
+        assert fake_telegram.wait_for_messages(1)
+        assert call(env, "GET", "/api/silences")[1] == {"silences": []}
+    finally:
+        assert mon.stop() == 0
+    assert kinds(fake_telegram, "db-1") == ["DOWN"]
+
+
 # ---------------------------------------------------------------------- windows and dependencies
 
 
@@ -333,12 +357,17 @@ def test_a_window_reloaded_away_by_sighup_releases_the_down_it_held(
         server.set_mode("db1", "http503")
         (held,) = mon.wait_event("alert_held", target="db-1", kind="DOWN")
         assert held["why"] == "maintenance patching"
+        (opened,) = mon.wait_event("maintenance_started")
+        assert opened["window"] == "patching" and opened["until"].startswith(
+            f"{started + timedelta(hours=1):%Y-%m-%dT%H:%M}"
+        )
         status = call(env, "GET", "/api/status?history=0")[1]
         assert status["maintenance"][0]["name"] == "patching"
         assert status["monitor"]["targets_in_maintenance"] == 1
         write_targets(Path(env["MONITOR_TARGETS_FILE"]), server)  # the window is gone
         mon.signal(signal.SIGHUP)
         mon.wait_event("config_reloaded")
+        mon.wait_event("maintenance_ended", window="patching")
         mon.wait_event("alert_released", target="db-1")
         assert fake_telegram.wait_for_messages(1)
     finally:

@@ -14,8 +14,9 @@ from dataclasses import replace
 
 from keepalive.engine.monitor import Monitor
 from keepalive.engine.snapshot import MonitorSnapshot, SilenceSnapshot
+from keepalive.events import iso
 from keepalive.policy.holds import Holds
-from keepalive.policy.silences import SilenceBook
+from keepalive.policy.silences import Silence, SilenceBook
 from keepalive.state import TargetState
 
 # Holds end on the second: a silence expiring or a window closing is released within this.
@@ -43,6 +44,8 @@ class Quiet:
             monitor.reporter.report(
                 "quiet_state_discarded", "silences or holds file", logging.ERROR, reason=problem
             )
+        self._silences: dict[str, Silence] = {}
+        self._windows: dict[str, float] = {}
         self.configure()
 
     def _state_of(self, name: str) -> TargetState | None:
@@ -68,6 +71,7 @@ class Quiet:
                 await asyncio.wait_for(stop.wait(), TICK)
             now = loop.time()
             try:
+                self._watch()
                 self.holds.tick()
                 states = ((name, rt.observed.state) for name, rt in self.monitor.runtimes.items())
                 self.holds.count_downtime(states, now - last)
@@ -75,6 +79,31 @@ class Quiet:
                 log.exception("hold tick failed")
             last = now
             await self.save()
+
+    def _watch(self) -> None:
+        """One event when a silence expires and when a window opens or closes: the log says
+        when the quiet began and ended, even though nothing was sent."""
+        now = self.monitor.clock()
+        report = self.monitor.reporter.report
+        active = {s.id: s for s in self.book.active(now)}
+        for gone in self._silences.keys() - active.keys():
+            silence = self._silences[gone]
+            if silence.ends_at <= now:  # removed early: the API reported silence_removed
+                report(
+                    "silence_expired",
+                    "silence expired",
+                    id=silence.id,
+                    targets=list(silence.targets),
+                    comment=silence.comment,
+                    created_by=silence.created_by,
+                )
+        self._silences = active
+        opened = dict(self.holds.calendar.open_now(now))
+        for name in opened.keys() - self._windows.keys():
+            report("maintenance_started", "maintenance window open", window=name, until=iso(opened[name]))
+        for name in self._windows.keys() - opened.keys():
+            report("maintenance_ended", "maintenance window closed", window=name)
+        self._windows = opened
 
     async def save(self, force: bool = False) -> None:
         """Write the holds file when it changed (``force``: at a stop, whatever a cut-short
