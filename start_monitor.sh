@@ -45,14 +45,13 @@ if ((demo)); then
     restart="$ROOT/scripts/restart_example.sh"
     restart="${restart//\\/\\\\}" # a TOML basic string: backslashes and quotes escaped
     restart="${restart//\"/\\\"}"
-    cat >"$DEMO_TARGETS" <<TOML
-# Written by ./start_monitor.sh --demo (rewritten at each demo start).
-[[targets]]
-name = "example-server"
-url = "$HEALTH_CHECK_URL"
-on_down = ["$restart", "$DEMO_PORT"]
-remediation_timeout = 20
-TOML
+    printf '%s\n' \
+        "# Written by ./start_monitor.sh --demo (rewritten at each demo start)." \
+        "[[targets]]" \
+        'name = "example-server"' \
+        "url = \"$HEALTH_CHECK_URL\"" \
+        "on_down = [\"$restart\", \"$DEMO_PORT\"]" \
+        "remediation_timeout = 20" >"$DEMO_TARGETS"
     export MONITOR_TARGETS_FILE="$DEMO_TARGETS"
 fi
 
