@@ -370,3 +370,44 @@ def test_the_status_report_shows_how_long_ago_a_push_target_pinged() -> None:
     assert kind_note({"kind": "push", "last_ping": None}) == "never pinged"
     assert kind_note({"kind": "http", "cert_days_left": 9.4}) == "certificate: 9 days left"
     assert kind_note({"kind": "http", "cert_days_left": 0.4}) == "certificate: less than a day left"
+
+
+def test_a_daily_job_fails_and_recovers_at_once_not_at_its_next_check(tmp_path: Path) -> None:
+    settings = targets_settings(
+        tmp_path,
+        toml_targets({"name": "backup", "push_token": TOKEN, "interval": 86400, "failure_threshold": 1}),
+        MONITOR_HTTP_HOST="127.0.0.1",
+        MONITOR_HTTP_PORT=str(free_port()),
+    )
+    app = MonitorApp.build(settings, notifier_factory=lambda s: [LogNotifier()])
+
+    def named(event: str) -> list[dict[str, object]]:
+        return [e for e in app.events.recent if e["event"] == event]
+
+    async def go() -> None:
+        stop, started = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(app.run(stop, started.set))
+        await asyncio.wait_for(started.wait(), 20)
+        base = app.web_address
+        assert base is not None
+        async with asyncio.timeout(20):
+            while app.monitor.checks_total < 1:  # the day-long schedule's first check, at start
+                await asyncio.sleep(0.02)
+        async with aiohttp.ClientSession() as session:
+            # The same verdict again and again is one check, not three: with failure_threshold 1
+            # and repeated alerts, three would have raised three DOWN alerts.
+            for _ in range(3):
+                async with session.post(f"{base}ping/{TOKEN}/fail", data=b"tar: disk full") as answer:
+                    assert answer.status == 200
+            assert [e["reason"] for e in named("target_down")] == ["tar: disk full"]
+            for _ in range(3):
+                async with session.get(f"{base}ping/{TOKEN}") as answer:
+                    assert answer.status == 200
+            assert len(named("target_recovered")) == 1
+        stop.set()
+        await task
+
+    try:
+        asyncio.run(go())
+    finally:
+        app.close()

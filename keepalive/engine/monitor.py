@@ -421,12 +421,27 @@ class Monitor:
 
     # ------------------------------------------------------------------ kinds (SPEC 14)
 
-    def _pinged(self, name: str, at: float) -> None:
-        """A push target pinged: its page row shows the new "last ping" before its next check."""
+    def _pinged(self, name: str, at: float, failure: str | None) -> None:
+        """A push target pinged. A ping that changes the verdict (a /fail while passing, another
+        /fail reason, a success while failing) counts as a check at once: a daily job's failure
+        or recovery must not wait up to a day for the next scheduled check. A steady stream of
+        the same verdict only refreshes "last ping" (a job pinging in a loop costs nothing more)."""
         rt = self.runtimes.get(name)
-        if rt is not None:
-            rt.observed.detail = Detail(last_ping=at)
+        if rt is None or rt.retired:
+            return
+        seen = rt.observed
+        ok = failure is None
+        if seen.last_ok is ok and (ok or seen.last_reason == failure):
+            seen.detail = Detail(last_ping=at)
             rt.observed_changed()
+            return
+        before = seen.state.status
+        try:
+            self.handle_result(rt, CheckResult(ok, failure, None, at, Detail(last_ping=at)))
+            if self.on_checked is not None:
+                self.on_checked(rt, before)
+        except Exception:  # the ping was recorded; a bug here must not fail the job's request
+            log.exception("handling a ping failed target=%r", name)
 
     def _cert_seen(self, rt: TargetRuntime, detail: Detail, at: float) -> None:
         """An https target's certificate was looked at: raise EXPIRING when a threshold fell."""

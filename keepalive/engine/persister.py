@@ -163,7 +163,10 @@ class Persister:
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
                         # New alerts cut the wait short; the state save then follows them.
-                        await asyncio.wait_for(self._wake.wait(), wait)
+                        # asyncio.timeout, not wait_for: on 3.11 a wake-up at the moment of a
+                        # cancel made wait_for swallow the cancel, and stop() hung forever.
+                        async with asyncio.timeout(wait):
+                            await self._wake.wait()
                         continue
                 await self._save()
 

@@ -68,7 +68,8 @@ class PushBoard:
         self.unknown_total = 0
         # Before the first ping, silence is measured from when the board learned the target.
         self._known_since: dict[str, float] = {}
-        self.on_ping: Callable[[str, float], None] | None = None
+        # Called on the loop after each known ping: (target name, when, the /fail reason or None).
+        self.on_ping: Callable[[str, float, str | None], None] | None = None
 
     def set_targets(self, targets: Iterable[Target]) -> None:
         """The push targets now configured (start and every reload). A token kept by the same
@@ -99,7 +100,7 @@ class PushBoard:
         record.failure = failure
         record.pings_total += 1
         if self.on_ping is not None:
-            self.on_ping(record.name, now)
+            self.on_ping(record.name, now, failure)
         return True
 
     def record(self, token: str) -> PushRecord | None:
