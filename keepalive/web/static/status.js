@@ -237,13 +237,37 @@
     return td;
   }
 
+  function heldText(row) {
+    let text = String(row.silenced_by);
+    if (row.held_until) text += ` (until ${new Date(row.held_until).toLocaleString()})`;
+    if (row.held_alert) text += "; a DOWN waits for the hold to end";
+    return text;
+  }
+
+  function downtimeText(row) {
+    let text = formatDuration(row.downtime_seconds);
+    const planned = [];
+    if (row.downtime_in_maintenance_seconds > 0) planned.push(`${formatDuration(row.downtime_in_maintenance_seconds)} in maintenance`);
+    if (row.downtime_held_by_dependency_seconds > 0) {
+      planned.push(`${formatDuration(row.downtime_held_by_dependency_seconds)} while a dependency was down`);
+    }
+    if (planned.length) text += ", of it " + planned.join(", ");
+    return text;
+  }
+
   function targetRow(row, index) {
     const state = knownState(row.state);
     const tr = el("tr", "row " + state);
     tr.dataset.target = row.name;
     tr.setAttribute("aria-rowindex", String(index + 2)); // the header is row 1
     const stateCell = cell("State", "c-state", el("span", "badge " + state, state));
-    if (state !== "up" && state !== "unknown" && row.since) stateCell.append(sub(timeSpan(row.since, "for", "")));
+    const outage = state !== "up" && state !== "unknown" && row.since;
+    if (row.silenced_by) {
+      // SPEC 13: notifications held (silence, maintenance, dependency); who/why/until on hover.
+      const line = sub(el("span", "held", "held"), ...(outage ? [" · ", timeSpan(row.since, "for", "")] : []));
+      line.title = heldText(row);
+      stateCell.append(line);
+    } else if (outage) stateCell.append(sub(timeSpan(row.since, "for", "")));
     const link = el("a", "name", row.name);
     link.href = "?target=" + encodeURIComponent(row.name);
     const reason = row.last_reason || "–";
@@ -341,6 +365,10 @@
       parts.push(`replica ${replica.name} of ${replica.replicas.length}: checks ${replica.checks} of ${replica.of} targets`);
     }
     parts.push(`${monitor.checks_total} checks, ${monitor.checks_missed_total} missed`);
+    if (monitor.targets_held) {
+      const inWindow = monitor.targets_in_maintenance ? `, ${monitor.targets_in_maintenance} in maintenance` : "";
+      parts.push(`${monitor.targets_held} held${inWindow}`);
+    }
     if (Number.isFinite(lag.p99)) parts.push(`schedule lag p99 ${formatLatency(lag.p99 * 1000)}`);
     byId("monitor-meta").textContent = parts.join(" · ");
     byId("outbox-depth").textContent = String(monitor.outbox_depth);
@@ -446,6 +474,8 @@
     fact(facts, "Uptime (recent checks)", formatPercent(row.uptime_percent));
     fact(facts, "Checks", `${row.checks_ok_total} ok, ${row.checks_failed_total} failed`);
     fact(facts, "Interval", formatDuration(row.interval_seconds));
+    if (row.silenced_by) fact(facts, "Notifications held", heldText(row));
+    if (row.downtime_seconds > 0) fact(facts, "Downtime recorded", downtimeText(row));
     const run = row.remediation; // SPEC 15: the last run of its on_down
     if (run) {
       fact(facts, "Last remediation", `${run.summary} (by ${run.trigger}, `, timeSpan(run.started_at, "ago", "–"), ")");

@@ -1,0 +1,74 @@
+"""The page shows held targets (SPEC 13) in a real browser: the row says "held" with who, why
+and until on hover, the detail view says it in words with the downtime split, and the monitor
+line counts the held targets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from keepalive.engine.snapshot import MonitorSnapshot
+from tests.browser import CHROMIUM, Chromium, available
+from tests.test_status_page import run
+from tests.test_web import FakeView
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not available(), reason=f"needs Debian's chromium at {CHROMIUM}"),
+]
+
+WHY = "silence 3f2a9c1e (disk swap) by alice@ops until 2026-01-02T05:00Z"
+
+
+class HeldView(FakeView):
+    def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
+        snap = super().snapshot(include_history)
+        targets = tuple(
+            dataclasses.replace(
+                t,
+                silenced_by=WHY,
+                held_until=1767330000.0,
+                held_alert=True,
+                downtime_seconds=3600.0,
+                downtime_in_maintenance_seconds=1800.0,
+                downtime_held_by_dependency_seconds=600.0,
+            )
+            if t.name == "billing"
+            else t
+            for t in snap.targets
+        )
+        return dataclasses.replace(snap, targets=targets, targets_held=1)
+
+
+def test_a_held_row_says_held_with_who_why_and_until_on_hover() -> None:
+    async def scenario(browser: Chromium) -> None:
+        await browser.wait_for(
+            "!!document.querySelector('tr[data-target=\"billing\"] .held')", what="the row"
+        )
+        line = await browser.evaluate(
+            "document.querySelector('tr[data-target=\"billing\"] .held').parentElement.title"
+        )
+        assert line.startswith(WHY + " (until ") and line.endswith("; a DOWN waits for the hold to end")
+        others = await browser.evaluate("document.querySelectorAll('tr.row .held').length")
+        assert others == 1
+        meta = await browser.evaluate("document.getElementById('monitor-meta').textContent")
+        assert "1 held" in meta
+
+    run(HeldView(), scenario)
+
+
+def test_the_detail_view_says_why_it_is_held_and_how_much_downtime_was_planned() -> None:
+    async def scenario(browser: Chromium) -> None:
+        await browser.wait_for("!!document.querySelector('#detail-facts dd')", what="the detail")
+        facts = await browser.evaluate(
+            """Object.fromEntries([...document.querySelectorAll('#detail-facts dt')]
+                .map((dt) => [dt.textContent, dt.nextElementSibling.textContent]))"""
+        )
+        assert facts["Notifications held"].startswith(WHY + " (until ")
+        assert (
+            facts["Downtime recorded"]
+            == "1 h, of it 30 min in maintenance, 10 min while a dependency was down"
+        )
+
+    run(HeldView(), scenario, path="/?target=billing")
