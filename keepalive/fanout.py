@@ -57,6 +57,14 @@ def hidden_url(url: str) -> str:
     return f"{scheme}://{host}{port}#{short_hash(url)}" if host else f"{scheme}://#{short_hash(url)}"
 
 
+def apprise_name(url: str) -> str:
+    """``scheme#hash``: an Apprise URL's host is often its token (``slack://TokenA/...``,
+    ``ntfy://secret-topic``), so nothing but the scheme is shown."""
+    scheme, sep, _ = url.partition("://")
+    scheme = scheme.lower() if sep and _SCHEME.match(scheme.lower()) else "apprise"
+    return f"{scheme}#{short_hash(url)}"
+
+
 def _items(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
@@ -134,7 +142,7 @@ def load_fanout(raw: Mapping[str, str]) -> Fanout:
         scheme, sep, rest = url.partition("://")
         if not sep or not rest or not _SCHEME.match(scheme.lower()):
             raise ConfigError(
-                f"APPRISE_URLS entry {hidden_url(url)} is invalid: expected an Apprise URL such as "
+                f"APPRISE_URLS entry {apprise_name(url)} is invalid: expected an Apprise URL such as "
                 "discord://webhook_id/webhook_token or ntfys://topic"
             )
     if len(set(apprise)) != len(apprise):
@@ -200,8 +208,10 @@ def shown(name: str, value: str) -> str:
     """How --check-config shows one of these settings."""
     if name == "WEBHOOK_SECRET":
         return mask(value)
-    if name in ("WEBHOOK_URLS", "APPRISE_URLS"):
+    if name == "WEBHOOK_URLS":
         return ", ".join(hidden_url(url) for url in _items(value)) or "(empty)"
+    if name == "APPRISE_URLS":
+        return ", ".join(apprise_name(url) for url in _items(value)) or "(empty)"
     if name == "ALERTMANAGER_URLS":
         return ", ".join(public_url(url) for url in _items(value)) or "(empty)"
     if name == "MONITOR_NAME" and not value:

@@ -35,7 +35,7 @@ def load(tmp_path: Path, **values: str) -> object:
         ({"WEBHOOK_SECRET": "short"}, "WEBHOOK_SECRET=*** (set) is invalid: expected at least 16 characters"),
         (
             {"APPRISE_URLS": f"no-scheme-{TOKEN}"},
-            f"APPRISE_URLS entry url://#{short_hash(f'no-scheme-{TOKEN}')} is invalid: expected an Apprise URL "
+            f"APPRISE_URLS entry apprise#{short_hash(f'no-scheme-{TOKEN}')} is invalid: expected an Apprise URL "
             "such as discord://webhook_id/webhook_token or ntfys://topic",
         ),
         (
@@ -67,7 +67,7 @@ def test_check_config_shows_no_token_and_the_share(tmp_path: Path) -> None:
         MONITOR_TARGETS_FILE=str(targets),
         WEBHOOK_URLS=HOOK,
         WEBHOOK_SECRET=f"secret-{TOKEN}",
-        APPRISE_URLS=f"discord://1234/{TOKEN}",
+        APPRISE_URLS=f"slack://{TOKEN}/B0/C0",  # Slack's first token is the URL's host
         ALERTMANAGER_URLS="http://am:pass-word-1@127.0.0.1:9093",
         MONITOR_NAME="b",
         MONITOR_REPLICAS="a,b",
@@ -84,7 +84,7 @@ def test_check_config_shows_no_token_and_the_share(tmp_path: Path) -> None:
     )
     assert rows["WEBHOOK_URLS"] == f"https://hooks.example.com#{short_hash(HOOK)}"
     assert rows["WEBHOOK_SECRET"] == "*** (set)"
-    assert rows["APPRISE_URLS"] == f"discord://1234#{short_hash(f'discord://1234/{TOKEN}')}"
+    assert rows["APPRISE_URLS"] == f"slack#{short_hash(f'slack://{TOKEN}/B0/C0')}"
     assert rows["ALERTMANAGER_URLS"] == "http://am:***@127.0.0.1:9093"
     assert "replica b of 2 (a, b), copies 1: checks " in out
     assert "  alertmanager on   1 instance(s)" in out

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from keepalive.alerts import Alert, AlertKind
-from keepalive.fanout import short_hash
+from keepalive.fanout import apprise_name
 from keepalive.notifiers.base import Notifier, NotifyError
 from keepalive.notifiers.httpjson import clean
 from keepalive.notifiers.text import duration, utc
@@ -35,9 +35,8 @@ MAX_LINE = 300  # one alert's line in a digest
 
 
 def recipient_name(url: str) -> str:
-    """``scheme#hash``: tells URLs apart without a word of them."""
-    scheme = url.partition("://")[0].lower() or "apprise"
-    return f"{scheme}#{short_hash(url)}"
+    """``scheme#hash``: tells URLs apart without a word of them (the same as --check-config)."""
+    return apprise_name(url)
 
 
 def build_message(alerts: Sequence[Alert]) -> tuple[str, str]:
