@@ -5,6 +5,7 @@ detail view behind a deep link, a phone's width, and what it says when the monit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -113,6 +114,35 @@ def test_the_summary_counts_targets_and_shows_the_monitor() -> None:
         assert await browser.evaluate("document.title") == "1 down · Keep-Alive Monitor"
 
     run(FakeView(), scenario)
+
+
+class HoldingView(FakeView):
+    """Three targets' alerts held (silences, a window, a parent down), one in maintenance."""
+
+    def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
+        return dataclasses.replace(
+            super().snapshot(include_history), targets_held=3, targets_in_maintenance=1
+        )
+
+
+def test_the_summary_counts_held_targets_and_those_in_maintenance() -> None:
+    async def scenario(browser: Chromium) -> None:
+        await browser.wait_for("!!document.getElementById('count-targets_held')", what="the held tile")
+        tiles = await browser.evaluate(
+            """[...document.querySelectorAll('#summary .tile')].map((tile) =>
+                tile.querySelector('.count').textContent + ' ' + tile.querySelector('.label').textContent)"""
+        )
+        assert tiles == [
+            "1 up",
+            "0 failing",
+            "1 down",
+            "0 unknown",
+            "3 held",
+            "1 in maintenance",
+            "2 alerts queued, oldest 42 s",
+        ]
+
+    run(HoldingView(), scenario)
 
 
 def test_a_summary_tile_filters_the_list_by_its_state() -> None:

@@ -371,6 +371,21 @@
     }
     if (Number.isFinite(lag.p99)) parts.push(`schedule lag p99 ${formatLatency(lag.p99 * 1000)}`);
     byId("monitor-meta").textContent = parts.join(" · ");
+    // Targets whose alerts are held on purpose, and those inside a maintenance window: the
+    // monitor's counts (a held target keeps its state), as tiles once the monitor reports them.
+    for (const [key, label] of [["targets_held", "held"], ["targets_in_maintenance", "in maintenance"]]) {
+      if (!Number.isFinite(monitor[key])) continue;
+      const id = "count-" + key;
+      if (!byId(id)) {
+        const tile = el("div", "tile quiet");
+        const number = el("span", "count");
+        number.id = id;
+        tile.append(number, el("span", "label", label));
+        byId("summary").insertBefore(tile, byId("summary").querySelector(".outbox"));
+      }
+      byId(id).textContent = String(monitor[key]);
+      byId(id).parentElement.classList.toggle("nonzero", monitor[key] > 0);
+    }
     byId("outbox-depth").textContent = String(monitor.outbox_depth);
     const oldest = monitor.oldest_undelivered_age_seconds;
     byId("outbox-label").textContent =
