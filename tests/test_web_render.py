@@ -15,7 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
 from keepalive.web.app import negotiate, start_web
-from keepalive.web.render import RenderCache, Rendered
+from keepalive.web.render import REUSE_FACTOR, RenderCache, Rendered
 from tests.test_web import STATUS, FakeView, samples_of
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -160,6 +160,35 @@ def test_an_answer_is_rebuilt_after_max_age_even_from_the_same_snapshot() -> Non
         cache.close()
         assert (first.body, second.body, third.body) == (b"1", b"1", b"3")
         assert cache.builds == 2
+
+    asyncio.run(main())
+
+
+def test_an_expensive_answer_is_reused_from_older_snapshots_for_a_multiple_of_its_cost() -> None:
+    clock = Clock()
+
+    def expensive(body: bytes) -> Callable[[], Rendered]:
+        def build() -> Rendered:
+            clock.now += 2.0  # the build takes two seconds of the cache's clock
+            return Rendered(body, ())
+
+        return build
+
+    async def main() -> None:
+        cache = RenderCache(max_age=1.0, clock=clock)
+        first = await cache.get("k", object(), expensive(b"1"))
+        clock.now += 1.0
+        # A newer snapshot one second after an answer that cost two: the render thread would
+        # be busy two thirds of the time, so the answer is served again.
+        second = await cache.get("k", object(), expensive(b"2"))
+        clock.now += REUSE_FACTOR * 2.0
+        third = await cache.get("k", object(), lambda: Rendered(b"3", ()))
+        clock.now += 0.5
+        # A cheap answer is rebuilt from every new snapshot.
+        fourth = await cache.get("k", object(), lambda: Rendered(b"4", ()))
+        cache.close()
+        assert [a.body for a in (first, second, third, fourth)] == [b"1", b"1", b"3", b"4"]
+        assert cache.builds == 3
 
     asyncio.run(main())
 
