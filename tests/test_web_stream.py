@@ -291,7 +291,11 @@ def test_a_reload_tells_every_open_page_to_start_afresh() -> None:
             first = await one.next()
             await two.next()
             hub.publish_row(row("api"))  # pending, then dropped: the fresh picture holds it
-            hub.reset("configuration reloaded")
+            hub.publish_row(row("gone", Status.DOWN), before=Status.UP)
+            hub.publish_row(row("kept", Status.DOWN), before=Status.UP)
+            hub.reset("configuration reloaded", {"api", "kept"})
+            # The detail view's changes of a target the reload removed are forgotten.
+            assert (hub.recent_changes("gone"), len(hub.recent_changes("kept"))) == ([], 1)
             resets = [await one.next(), await two.next()]
         assert [(e.event, e.data) for e in resets] == [("reset", {"reason": "configuration reloaded"})] * 2
         assert first.id is not None and resets[0].id is not None and resets[0].id != first.id

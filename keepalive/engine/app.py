@@ -271,7 +271,7 @@ class MonitorApp:
             if self.quiet is not None:
                 self.quiet.configure()  # windows and depends_on as the file now says
             if self.hub is not None:
-                self.hub.reset("configuration reloaded")
+                self.hub.reset("configuration reloaded", self.monitor.runtimes.keys())
             log.info(
                 "reload timing off_loop_seconds=%.3f on_loop_seconds=%.3f",
                 read,

@@ -43,7 +43,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -194,9 +194,12 @@ class EventHub:
         if before is not None and row.state is not before:
             self._record(Change(row.name, before, row.state, row.last_check, row.last_reason))
 
-    def reset(self, reason: str) -> None:
+    def reset(self, reason: str, names: Collection[str] | None = None) -> None:
         """Every open page fetches /api/status afresh (a reload added, changed or removed
-        targets). What was pending is dropped: the fresh document holds it."""
+        targets). What was pending is dropped: the fresh document holds it. ``names``: the
+        targets checked now; the recent changes of any other are forgotten."""
+        if names is not None:
+            self._recent = {name: kept for name, kept in self._recent.items() if name in names}
         self._pending.clear()
         self._changes.clear()
         self._ring.clear()
