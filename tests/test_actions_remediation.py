@@ -453,3 +453,20 @@ def test_the_next_alert_note_names_the_run_once() -> None:
     assert note.startswith("came back after the restart: restarted by `")
     assert " exit 0 in " in note
     assert rem.take_note("tq-server", AlertKind.DOWN) == ""
+
+
+def test_alerts_name_the_remediation_escaped_in_telegram_and_as_a_row_in_e_mail() -> None:
+    from dataclasses import replace
+
+    from keepalive.notifiers.email import build_message
+    from keepalive.notifiers.telegram import build_text
+    from tests.fakes.telegram_api import render
+
+    note = "restarted by `systemctl restart <tq> & co`: exit 0 in 1.2 s"
+    alert = replace(down(), remediation=note)
+    text = build_text([alert])
+    assert "restart &lt;tq&gt; &amp; co" in text
+    assert f"Remediation: {note}" in render(text).splitlines()
+    body = build_message([alert], "monitor@example.com", "ops@example.com").get_content()
+    assert f"Remediation:   {note}" in body.splitlines()
+    assert "Remediation" not in build_text([down()])
