@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,11 @@ from keepalive.actions.result import RemediationResult
 from keepalive.alerts import Alert, AlertKind
 from keepalive.engine.announcer import Reporter
 from keepalive.events import EventLog
+from keepalive.notifiers.email import build_message
+from keepalive.notifiers.telegram import build_text
 from keepalive.scrub import register_secret
 from keepalive.targets import Target
+from tests.fakes.telegram_api import render
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000.0
@@ -456,12 +460,6 @@ def test_the_next_alert_note_names_the_run_once() -> None:
 
 
 def test_alerts_name_the_remediation_escaped_in_telegram_and_as_a_row_in_e_mail() -> None:
-    from dataclasses import replace
-
-    from keepalive.notifiers.email import build_message
-    from keepalive.notifiers.telegram import build_text
-    from tests.fakes.telegram_api import render
-
     note = "restarted by `systemctl restart <tq> & co`: exit 0 in 1.2 s"
     alert = replace(down(), remediation=note)
     text = build_text([alert])
