@@ -24,7 +24,8 @@ update; ``getUpdates`` long-polls (``timeout``) and treats ``offset`` as Telegra
 update before it is confirmed and gone); ``fake.conflict(times=2)`` answers the next getUpdates
 with 409 Conflict; ``setMyCommands`` is recorded in ``commands_set`` and every getUpdates
 payload in ``update_requests``. Messages keep their payload (``message_thread_id``,
-``disable_notification``).
+``disable_notification``). Over HTTP: ``POST /__fake__/update`` with
+``{"chat": 42, "text": "/status", "user": "ops", "topic": 7}``.
 
 Rules for one chat win over global ones; a lasting rule wins over a counted one. The same
 rules can be set over HTTP (``POST /__fake__/rule`` with a JSON object such as
@@ -634,6 +635,15 @@ class FakeTelegram:
         if path == "/__fake__/reset" and command == "POST":
             self.reset()
             return 200, {"ok": True}
+        if path == "/__fake__/update" and command == "POST":
+            try:
+                spec = json.loads(body or b"{}")
+                update_id = self.push_update(
+                    spec["chat"], str(spec["text"]), user=spec.get("user", "ops"), topic=spec.get("topic")
+                )
+            except (ValueError, TypeError, KeyError) as exc:
+                return 400, {"ok": False, "description": str(exc)}
+            return 200, {"ok": True, "result": {"update_id": update_id}}
         if path == "/__fake__/rule" and command == "POST":
             try:
                 spec = json.loads(body or b"{}")
