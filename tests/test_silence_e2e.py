@@ -143,6 +143,11 @@ def test_the_token_is_generated_0600_reused_after_a_restart_and_guards_every_wri
         assert status == 401  # never Basic for a write: a browser would replay it for any page
         status, body, _ = call(env, "DELETE", "/api/silences/whatever", None, {"Authorization": "Bearer no"})
         assert status == 401
+        assert call(env, "POST", "/api/status", {})[0] == 405  # no such write: 405 as before, token or not
+        assert call(env, "POST", "/api/nothing-here", {})[0] == 404
+        oversized = {"targets": "db-*", "duration": "1h", "comment": "x" * 70_000}
+        status, body, _ = call(env, "POST", "/api/silences", oversized, bearer(tmp_path))
+        assert (status, body) == (413, {"error": "the body is larger than 65536 bytes"})
         status, created, _ = call(env, "POST", "/api/silences", silence, bearer(tmp_path))
         assert status == 201 and created["targets"] == ["db-*"] and created["comment"] == "disk swap"
         assert (created["matches"], created["matches_total"], created["remaining"]) == (["db-1"], 1, "1h")
