@@ -130,7 +130,9 @@ def _row(name: Any, record: dict[str, Any]) -> tuple[str, ...]:
     url = record.get("url")
     return (
         str(name),
-        str(record.get("state") or record.get("status") or "?"),
+        str(record.get("state") or record.get("status") or "?")
+        # SPEC 13: its notifications are held (the why is on the page and in /api/status).
+        + (" (held)" if isinstance(record.get("silenced_by"), str) else ""),
         str(record.get("consecutive_failures", 0)),
         when(record.get("last_check")),
         _latency(record.get("last_latency_ms")),

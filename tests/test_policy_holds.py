@@ -349,3 +349,22 @@ def test_the_snapshot_batch_agrees_with_asking_one_target_at_a_time(tmp_path: Pa
         "web-2": "maintenance w",
         "app": "depends on 'router'",
     }
+
+
+def test_the_status_script_marks_a_held_target() -> None:
+    from keepalive.status_report import rows_from_api
+
+    rows = rows_from_api(
+        {
+            "targets": [
+                {
+                    "name": "db-1",
+                    "state": "down",
+                    "silenced_by": "maintenance nightly",
+                    "last_reason": "HTTP 503",
+                },
+                {"name": "web", "state": "up", "silenced_by": None},
+            ]
+        }
+    )
+    assert [(r[0], r[1]) for r in rows] == [("db-1", "down (held)"), ("web", "up")]
