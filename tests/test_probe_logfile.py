@@ -329,3 +329,34 @@ def test_no_position_file_is_kept_without_a_state_directory(tmp_path: Path, cloc
 
     assert asyncio.run(run()).reason == "log file missing"
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_target_no_longer_checked_has_its_file_closed_and_resumes_at_its_position(
+    tmp_path: Path, session: Session, clock: Clock
+) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    first.touch()
+    second.touch()
+    target = log_target(first)
+    other = Target(**{**{f: getattr(target, f) for f in ("interval", "failure_threshold", "success_threshold",
+                                                         "timeout", "patterns")},
+                      "name": "other", "url": second.as_uri(), "log": str(second)})  # fmt: skip
+    session.check(target)
+    assert str(first) in _open_files()  # kept open between checks, as tail -F does
+    append(first, "Traceback while nobody looked")
+    clock.now += 3 * 60 + 61  # three intervals and the prune period without a check of it
+    session.check(other)  # prunes the idle watch: its file is closed
+    assert str(first) not in _open_files()
+    assert session.check(target).reason == "1 line matched 'Traceback' in 5m: Traceback while nobody looked"
+
+
+def _open_files() -> set[str]:
+    return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd") if _is_link(fd)}
+
+
+def _is_link(fd: str) -> bool:
+    try:
+        os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+    return True

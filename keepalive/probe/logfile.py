@@ -49,6 +49,10 @@ MAX_SHOWN = 200
 MISSING = "log file missing"
 MAX_HITS = 10_000  # checks remembered inside one window
 READ_THREADS = 2
+# Watches of targets no longer checked (removed by a reload) are closed after this many of
+# their intervals; a target that comes back reopens at its saved position.
+IDLE_INTERVALS = 3
+PRUNE_EVERY = 60.0
 
 
 def _mib(size: int) -> str:
@@ -259,11 +263,29 @@ class LogProbe:
         self._watches: dict[tuple[str, str, tuple[str, ...]], LogWatch] = {}
         self._running: dict[int, asyncio.Future[tuple[int, Hits | None, str | None]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="logwatch")
+        self._used: dict[int, tuple[float, float]] = {}  # id(watch): (last use, interval)
+        self._pruned_at = clock()
 
     def handles(self, target: Target) -> bool:
         return target.log is not None
 
+    def _prune(self, now: float) -> None:
+        """Close the watches of targets not checked for IDLE_INTERVALS of their intervals (a
+        reload removed them): each holds an open file."""
+        self._pruned_at = now
+        for key, watch in list(self._watches.items()):
+            last, interval = self._used.get(id(watch), (now, 0.0))
+            running = self._running.get(id(watch))
+            if now - last > IDLE_INTERVALS * interval + PRUNE_EVERY and (running is None or running.done()):
+                del self._watches[key]
+                self._used.pop(id(watch), None)
+                self._running.pop(id(watch), None)
+                watch.close()
+
     def _watch(self, target: Target) -> LogWatch:
+        now = self._clock()
+        if now - self._pruned_at > PRUNE_EVERY:
+            self._prune(now)
         key = (target.name, target.log or "", target.patterns)
         watch = self._watches.get(key)
         if watch is None:
@@ -271,6 +293,7 @@ class LogProbe:
                 self._watches.pop(old_key).close()
             where = position_file(self._state_dir, target) if self._state_dir is not None else None
             watch = self._watches[key] = LogWatch(target, where)
+        self._used[id(watch)] = (now, target.interval)
         return watch
 
     async def run(self, target: Target) -> str | None:
