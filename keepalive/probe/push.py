@@ -13,15 +13,19 @@ someone's typo of a secret, so it is never logged.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from keepalive.probe.answer import Failure
 from keepalive.probe.detail import Detail
 from keepalive.targets import Target
 
 MAX_FAIL_REASON = 200
+PINGS_FILE = "push_pings.json"  # under MONITOR_STATE_DIR
 FAILED_WITHOUT_REASON = "the job reported a failure"
 
 
@@ -109,11 +113,33 @@ class PushBoard:
     def known_since(self, token: str) -> float:
         return self._known_since.get(token, self._clock())
 
-    def restore(self, token: str, last_ping: float) -> None:
-        """A last ping remembered from before a restart (never newer than now)."""
-        record = self._by_token.get(token)
-        if record is not None and record.last_ping is None:
-            record.last_ping = min(last_ping, self._clock())
+    def save(self, path: Path) -> None:
+        """Write each push target's last ping (by name: tokens are secrets) to ``path``, so a
+        restart measures a job's silence from its last ping, not from the restart. Run it off
+        the event loop; raises OSError."""
+        document = {r.name: r.last_ping for r in self._by_token.values() if r.last_ping is not None}
+        tmp = path.with_suffix(".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(document, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def restore(self, path: Path) -> int:
+        """Read what ``save`` wrote (call after ``set_targets``); returns the pings restored. A
+        missing or bad file restores nothing: silence is then measured from now."""
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return 0
+        if not isinstance(document, dict):
+            return 0
+        now = self._clock()
+        restored = 0
+        for record in self._by_token.values():
+            at = document.get(record.name)
+            if record.last_ping is None and isinstance(at, int | float) and not isinstance(at, bool):
+                record.last_ping = min(float(at), now)
+                restored += 1
+        return restored
 
 
 class PushProbe:
