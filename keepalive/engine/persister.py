@@ -97,9 +97,15 @@ class Persister:
         # Told, on the loop, which alerts the outbox now holds (SPEC 15: a DOWN's on_down starts
         # only once its alert is safe). It must return at once.
         self.after_store: Callable[[Sequence[Alert]], None] | None = None
+        # Called on the loop right before each state save; the work it returns runs in the
+        # save's thread BEFORE the state file is written. The holds file (SPEC 13) uses it: a
+        # held DOWN must be on disk before a state that says "announced", or a kill -9 between
+        # the two writes loses it.
+        self.before_state: Callable[[], Callable[[], None] | None] | None = None
         self._wall = wall
         self._now = monotonic
         self._pending: list[Alert] = []
+        self._in_flight = 0  # alerts handed to outbox.put that it has not confirmed yet
         self._dirty = False
         self._wake = asyncio.Event()
         self._last_save = -float("inf")
@@ -124,6 +130,11 @@ class Persister:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def unstored(self) -> int:
+        """Alerts queued that the outbox does not hold yet (waiting, or being stored now)."""
+        return len(self._pending) + self._in_flight
 
     def oldest_undelivered_age(self) -> float | None:
         oldest = self._outbox_oldest
@@ -200,16 +211,26 @@ class Persister:
     async def _store_alerts(self) -> None:
         alerts, self._pending = self._pending, []
         routes = self._routes()
+        self._in_flight = len(alerts)
         try:
             await asyncio.to_thread(self.outbox.put, alerts, routes)
+        except asyncio.CancelledError:
+            # A stop while the put runs in its thread: whether it committed is unknown, so the
+            # stop's flush stores them again (their ids make the outbox keep them once) before
+            # the state that says "announced" is saved.
+            self._pending[:0] = alerts
+            self._in_flight = 0
+            raise
         except Exception as exc:
             # Keep them and try again on the next flush; nothing is dropped.
             self.storing.failed(self._now(), str(exc))
             log.error("storing %d alert(s) in the outbox failed: %s", len(alerts), exc)
             self._pending[:0] = alerts
+            self._in_flight = 0
             await asyncio.sleep(RETRY_STORE_AFTER)
             self._wake.set()
             return
+        self._in_flight = 0
         self.storing.ok()
         for alert in alerts:
             self.reporter.report(
@@ -237,8 +258,15 @@ class Persister:
         self._dirty = False
         self._last_save = self._now()
         records = self._records()
+        first = self.before_state() if self.before_state is not None else None
+
+        def write() -> None:
+            if first is not None:
+                first()
+            self.store.save(records)
+
         try:
-            await asyncio.to_thread(self.store.save, records)
+            await asyncio.to_thread(write)
         except (OSError, ValueError) as exc:
             self._dirty = True
             self.saving.failed(self._now(), str(exc))

@@ -313,6 +313,10 @@ class Holds:
     def dirty(self) -> bool:
         return self._dirty
 
+    def unwritten(self) -> bool:
+        """A document was built that is not on disk yet (a save in its thread, or failed)."""
+        return self._written < self._generation
+
     def mark_dirty(self) -> None:
         """A save failed: the next tick tries again."""
         self._dirty = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 from keepalive.engine.monitor import Monitor
@@ -46,6 +47,9 @@ class Quiet:
             )
         self._silences: dict[str, Silence] = {}
         self._windows: dict[str, float] = {}
+        # The holds file is written before every state save: a held DOWN reaches the disk
+        # before the state that says it was announced.
+        monitor.persister.before_state = self._holds_first
         self.configure()
 
     def _state_of(self, name: str) -> TargetState | None:
@@ -105,9 +109,30 @@ class Quiet:
             report("maintenance_ended", "maintenance window closed", window=name)
         self._windows = opened
 
+    def _holds_first(self) -> Callable[[], None] | None:
+        """The persister's ``before_state``: the holds file's write when it changed or a write
+        of it is still under way (that one may land after the state otherwise)."""
+        holds = self.holds
+        if not holds.dirty() and not holds.unwritten():
+            return None
+        data = holds.document()
+
+        def write() -> None:
+            try:
+                holds.save(data)
+            except OSError:
+                holds.mark_dirty()
+                raise
+
+        return write
+
     async def save(self, force: bool = False) -> None:
         """Write the holds file when it changed (``force``: at a stop, whatever a cut-short
-        save left behind)."""
+        save left behind). Never while the outbox lacks an alert a tick released: a file that
+        no longer holds that DOWN, on disk before the outbox has it, would lose it to a kill -9;
+        the persister writes the file right after storing it."""
+        if self.monitor.persister.unstored:
+            return
         if force or self.holds.dirty():
             data = self.holds.document()
             try:

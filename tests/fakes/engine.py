@@ -77,6 +77,9 @@ class FlakyStore(StateStore):
         super().__init__(state_dir)
         self.broken = threading.Event()
         self.saves = 0
+        # Called (in the save's thread) right after each state file write: a test looks at what
+        # else was on disk at that moment.
+        self.watch: Callable[[], None] | None = None
 
     def load(self) -> Loaded:
         return super().load()
@@ -86,6 +89,8 @@ class FlakyStore(StateStore):
             raise OSError(30, "Read-only file system")
         super().save(records)
         self.saves += 1
+        if self.watch is not None:
+            self.watch()
 
 
 class IdleWorker:
@@ -134,12 +139,12 @@ def toml_targets(*entries: dict[str, Any]) -> str:
 class Engine:
     """A Monitor with everything outside it faked, driven by ``step(seconds)``."""
 
-    def __init__(self, settings: Settings, *, alert_path_grace: float = 30.0) -> None:
+    def __init__(self, settings: Settings, *, alert_path_grace: float = 30.0, outbox: Any = None) -> None:
         self.wall = WallClock()
         self.monotonic = WallClock(5000.0)
         self.timers = ManualTimers(1000.0)
         self.checker = ScriptedChecker(self.wall)
-        self.outbox = MemoryOutbox()
+        self.outbox = MemoryOutbox() if outbox is None else outbox
         self.store = FlakyStore(settings.state_dir)
         self.events = EventLog(None)
         self.monitor = Monitor(
