@@ -6,15 +6,19 @@ import asyncio
 import contextlib
 import gzip
 import json
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 import aiohttp
 import pytest
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
 from keepalive.web.app import negotiate, start_web
+from keepalive.web.metrics import build_registry
 from keepalive.web.render import REUSE_FACTOR, RenderCache, Rendered
 from tests.test_web import STATUS, FakeView, samples_of
 
@@ -282,6 +286,40 @@ def test_a_client_that_goes_away_does_not_cancel_the_build_others_wait_for() -> 
 )
 def test_negotiation_pins_the_openmetrics_version(accept: str, content_type: str) -> None:
     assert negotiate(accept)[1] == content_type
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/openmetrics-text;version=1.0.0",
+        "application/openmetrics-text",
+        "text/plain;version=1.0.0",
+        "text/plain;version=1.0.0;escaping=underscores",
+    ],
+)
+def test_underscores_answers_are_built_the_cheap_way_and_are_the_same_bytes(accept: str) -> None:
+    # A target name with every character the label-value escaping touches, and non-ASCII.
+    odd = {**STATUS["targets"][0], "name": 'we"b\\1\nzö', "url": "http://x.example/"}
+    registry = build_registry(FakeView(extra_targets=(odd,)).snapshot())
+    families = list(registry.collect())
+    legacy = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+    # The premise: "underscores" leaves all our metric and label names as they are.
+    assert all(
+        legacy.fullmatch(s.name) and all(map(legacy.fullmatch, s.labels)) for f in families for s in f.samples
+    )
+    encoder, _ = negotiate(accept)
+    theirs, _ = choose_encoder(accept)
+    assert isinstance(encoder, partial) and encoder.keywords["escaping"] == ALLOWUTF8
+    assert isinstance(theirs, partial) and theirs.keywords["escaping"] == UNDERSCORES
+
+    def without_process(body: bytes) -> list[bytes]:  # process_* figures move between builds
+        return [line for line in body.splitlines() if b"process_" not in line]
+
+    ours_body = without_process(encoder(registry))
+    assert ours_body == without_process(theirs(registry))
+    # Not vacuous: the odd name is there, escaped as a label value must be.
+    escaped = 'target="we\\"b\\\\1\\nzö"'.encode()
+    assert sum(1 for line in ours_body if line.startswith(b"keepalive_target_up{") and escaped in line) == 1
 
 
 def test_new_spellings_of_a_version_share_one_cached_answer() -> None:
