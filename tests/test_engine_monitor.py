@@ -202,6 +202,25 @@ def test_the_snapshot_is_built_at_most_once_a_second_and_reuses_unchanged_target
     run(go)
 
 
+def test_a_fresh_snapshot_with_history_also_serves_requests_without_it(tmp_path: Path) -> None:
+    entries = [{"name": "a", "url": "http://a.example/", "interval": 1.0}]
+    engine = Engine(targets_settings(tmp_path, toml_targets(*entries)))
+
+    async def go() -> None:
+        await engine.start()
+        await engine.step(0.5)
+        full = engine.monitor.snapshot(include_history=True)
+        assert engine.monitor.snapshot() is full  # /metrics after the page's poll: no second build
+        assert len(full.targets[0].history or ()) == 1
+        engine.monotonic.now += 1.01
+        bare = engine.monitor.snapshot()
+        assert bare is not full and bare.targets[0].history is None
+        assert engine.monitor.snapshot(include_history=True) is not bare  # the reverse never
+        await engine.monitor.stop()
+
+    run(go)
+
+
 def test_a_poisoned_state_record_is_set_aside_and_the_rest_restored(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()

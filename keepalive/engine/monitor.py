@@ -505,9 +505,13 @@ class Monitor:
     def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
         """The monitor as it is now, rebuilt at most once every SNAPSHOT_MAX_AGE seconds."""
         now = self._monotonic()
-        cached = self._snapshots.get(include_history)
-        if cached is not None and now - cached[0] < SNAPSHOT_MAX_AGE:
-            return cached[1]
+        # One with history holds all that one without it does, so it serves both: with a page
+        # polling /api/status?history=1 and Prometheus scraping /metrics, the loop builds one
+        # snapshot a second instead of two (10 ms each at 10,000 targets).
+        for kind in (True,) if include_history else (False, True):
+            cached = self._snapshots.get(kind)
+            if cached is not None and now - cached[0] < SNAPSHOT_MAX_AGE:
+                return cached[1]
         snap = self._build_snapshot(include_history)
         if self.decorate is not None:
             snap = self.decorate(snap)
