@@ -15,7 +15,7 @@ from typing import Any
 
 from keepalive.alerts import Alert, AlertKind
 from keepalive.policy.runner import Quiet
-from tests.fakes.engine import Engine, run, targets_settings, toml_targets
+from tests.fakes.engine import Engine, MemoryOutbox, run, targets_settings, toml_targets
 
 
 def quiet_engine(tmp_path: Path) -> tuple[Engine, Quiet]:
@@ -98,11 +98,11 @@ def test_a_released_down_stays_in_the_holds_file_until_the_outbox_has_it(tmp_pat
     assert [(a.kind, a.target) for a in engine.outbox.stored] == [(AlertKind.DOWN, "db-1")]
 
 
-class SlowOutbox:
+class SlowOutbox(MemoryOutbox):
     """The first put() waits for ``release`` (a put in its thread when a stop comes)."""
 
     def __init__(self) -> None:
-        self.stored: list[Alert] = []
+        super().__init__()
         self.entered = threading.Event()
         self.release = threading.Event()
         self._first = True
@@ -112,17 +112,7 @@ class SlowOutbox:
             self._first = False
             self.entered.set()
             self.release.wait(30)
-        self.stored.extend(a for a in alerts if a not in self.stored)
-        return len(alerts)
-
-    def depth(self) -> int:
-        return 0
-
-    def oldest_pending_created(self) -> float | None:
-        return None
-
-    def health(self) -> tuple[bool, str | None]:
-        return True, None
+        return super().put([a for a in alerts if a not in self.stored], routes)
 
 
 def test_a_stop_during_a_put_stores_the_alerts_again_before_saving_the_state(tmp_path: Path) -> None:

@@ -179,6 +179,11 @@ class Announcer:
                 alert_id=alert.id,
                 **({"remediation": alert.remediation} if alert.remediation else {}),
             )
+        self._hand_over(alert, target)
+        return alert
+
+    def _hand_over(self, alert: Alert, target: Target) -> None:
+        """Queue ``alert`` for delivery, unless the policy holds it (said once, with why)."""
         held = self.policy.hold(alert, target)
         if held is not None:
             self.reporter.report(
@@ -186,7 +191,6 @@ class Announcer:
             )
         else:
             self._queue(self.policy.annotate(alert, target))
-        return alert
 
     def expiring(self, target: Target, days: int, expires_at: float, at: float) -> Alert:
         """A certificate's time left fell below ``days`` (keepalive.expiry decides when). Its id
@@ -217,11 +221,5 @@ class Announcer:
             threshold_days=days,
             alert_id=alert.id,
         )
-        held = self.policy.hold(alert, target)
-        if held is not None:
-            self.reporter.report(
-                "alert_held", "alert held", target=target.name, alert_id=alert.id, kind=alert.kind, why=held
-            )
-        else:
-            self._queue(self.policy.annotate(alert, target))
+        self._hand_over(alert, target)
         return alert
