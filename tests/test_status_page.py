@@ -127,6 +127,7 @@ class HoldingView(FakeView):
 
 def test_the_summary_counts_held_targets_and_those_in_maintenance() -> None:
     async def scenario(browser: Chromium) -> None:
+        await rows_shown(browser, 2)  # the state tiles are counted when the rows are drawn
         await browser.wait_for("!!document.getElementById('count-targets_held')", what="the held tile")
         tiles = await browser.evaluate(
             """[...document.querySelectorAll('#summary .tile')].map((tile) =>
