@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from keepalive.config import Settings
 from keepalive.engine.app import MonitorApp
 from keepalive.errors import ConfigError
 from keepalive.notifiers.log import LogNotifier
@@ -411,3 +412,41 @@ def test_a_daily_job_fails_and_recovers_at_once_not_at_its_next_check(tmp_path: 
         asyncio.run(go())
     finally:
         app.close()
+
+
+def test_a_restart_measures_silence_from_the_last_ping_before_it(tmp_path: Path) -> None:
+    def settings() -> Settings:
+        return targets_settings(
+            tmp_path,
+            toml_targets({"name": "backup", "push_token": TOKEN, "interval": 3600}),
+            MONITOR_HTTP_HOST="127.0.0.1",
+            MONITOR_HTTP_PORT=str(free_port()),
+        )
+
+    async def run(ping: bool) -> float | None:
+        app = MonitorApp.build(settings(), notifier_factory=lambda s: [LogNotifier()])
+        try:
+            stop, started = asyncio.Event(), asyncio.Event()
+            task = asyncio.create_task(app.run(stop, started.set))
+            await asyncio.wait_for(started.wait(), 20)
+            if ping:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"{app.web_address}ping/{TOKEN}") as answer,
+                ):
+                    assert answer.status == 200
+            async with asyncio.timeout(20):
+                while app.monitor.checks_total < 1:
+                    await asyncio.sleep(0.02)
+            record = app.monitor.pushes.record(TOKEN)
+            assert record is not None
+            stop.set()
+            await task
+            return record.last_ping
+        finally:
+            app.close()
+
+    before = asyncio.run(run(ping=True))
+    assert before is not None
+    assert json.loads((tmp_path / "state" / "push_pings.json").read_text()) == {"backup": before}
+    assert asyncio.run(run(ping=False)) == before

@@ -57,7 +57,7 @@ from keepalive.expiry import CertWarnings
 from keepalive.notifiers.base import Notifier
 from keepalive.probe.checker import Checker, CheckResult
 from keepalive.probe.detail import Detail
-from keepalive.probe.push import PushBoard
+from keepalive.probe.push import PINGS_FILE, PushBoard
 from keepalive.state import Policy, Status, TargetState, step
 from keepalive.targets import Target, public_url
 
@@ -215,6 +215,7 @@ class Monitor:
         self._last_progress = self._timers.time()
         self._restore_state()
         self.pushes.set_targets(self.settings.targets)
+        self.pushes.restore(self.settings.state_dir / PINGS_FILE)
         for problem in self.cert_warnings.load():
             self.reporter.report("state_file_discarded", "state file", logging.ERROR, reason=problem)
         # Built in full once, before checks start; later saves and snapshots rebuild only the
@@ -253,6 +254,10 @@ class Monitor:
             task.cancel()
         await asyncio.gather(*checks, *self._tasks, return_exceptions=True)
         await self.persister.flush(force_state=True)
+        try:
+            await asyncio.to_thread(self.pushes.save, self.settings.state_dir / PINGS_FILE)
+        except OSError as exc:  # a restart then measures push silences from its start
+            log.error("saving push pings failed: %s", exc.strerror)
         await self.checker.close()
 
     # ------------------------------------------------------------------ targets
