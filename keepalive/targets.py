@@ -131,13 +131,18 @@ def check_url(value: str) -> str | None:
     return None
 
 
+_USERINFO_PASSWORD = re.compile(r"^([^:/?#]*://[^/?#@:]*):[^/?#@]*@")
+
+
 def public_url(url: str) -> str:
     """``url`` with the password of its user-info replaced by ``***`` (SPEC section 6)."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
-        return url
+        # Unparseable (a bad port, half an IPv6 host): its user-info may still hold a password,
+        # and this is exactly the URL an error message quotes.
+        return _USERINFO_PASSWORD.sub(r"\1:***@", url)
     if password is None:
         return url
     user = parts.username or ""
