@@ -276,7 +276,7 @@ def _bool(name: str, value: str) -> bool:
 def _url(name: str, value: str) -> str:
     problem = check_url(value)
     if problem:
-        raise ConfigError(f"{name}={value!r} is invalid: {problem}")
+        raise ConfigError(f"{name}={public_url(value)!r} is invalid: {problem}")
     return value.rstrip("/") if name == "TELEGRAM_API_URL" else value
 
 

@@ -316,7 +316,7 @@ def load_targets_file(
                 raise ConfigError(f"{where}: url is missing (or push_token, or log)")
             problem = check_url(url)
             if problem:
-                raise ConfigError(f"{where}: url={url!r} is invalid: {problem}")
+                raise ConfigError(f"{where}: url={public_url(url)!r} is invalid: {problem}")
         options.pop("url", None)
         target = Target(name=name, url=url, **options)
         check_target(where, target, raw)

@@ -173,18 +173,21 @@ def kind_options(where: str, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_tcp(where: str, url: str) -> None:
+    from keepalive.targets import public_url  # targets imports this module
+
+    shown = public_url(url)  # the error line must not quote a password put in the user-info
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"{where}: url={url!r} is invalid: not a valid URL ({exc})") from None
+        raise ConfigError(f"{where}: url={shown!r} is invalid: not a valid URL ({exc})") from None
     if not parts.hostname or port is None or port == 0:
         raise ConfigError(
-            f"{where}: url={url!r} is invalid: expected tcp://host:port (a port from 1 to 65535)"
+            f"{where}: url={shown!r} is invalid: expected tcp://host:port (a port from 1 to 65535)"
         )
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username is not None:
         raise ConfigError(
-            f"{where}: url={url!r} is invalid: a tcp:// URL is tcp://host:port and nothing else"
+            f"{where}: url={shown!r} is invalid: a tcp:// URL is tcp://host:port and nothing else"
         )
 
 
