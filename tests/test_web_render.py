@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gzip
 import json
 import re
@@ -17,7 +18,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encode
 from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
-from keepalive.web.app import negotiate, start_web
+from keepalive.engine.snapshot import HistoryPoint
+from keepalive.web.app import RowTexts, _status_body, negotiate, start_web
 from keepalive.web.metrics import build_registry
 from keepalive.web.render import REUSE_FACTOR, RenderCache, Rendered
 from tests.test_web import STATUS, FakeView, samples_of
@@ -320,6 +322,29 @@ def test_underscores_answers_are_built_the_cheap_way_and_are_the_same_bytes(acce
     # Not vacuous: the odd name is there, escaped as a label value must be.
     escaped = 'target="we\\"b\\\\1\\nzö"'.encode()
     assert sum(1 for line in ours_body if line.startswith(b"keepalive_target_up{") and escaped in line) == 1
+
+
+def test_status_rows_with_history_are_kept_while_unchanged_and_the_body_is_the_same() -> None:
+    rows = RowTexts()
+    first = FakeView().snapshot(include_history=True)
+    assert json.loads(_status_body(first, True, rows)) == STATUS
+    kept = rows.text_with_history(first.targets[0])
+    changed = dataclasses.replace(
+        first.targets[1],
+        checks_ok_total=9,
+        history=(*(first.targets[1].history or ()), HistoryPoint(5.0, 1.5, True)),
+    )
+    second = dataclasses.replace(first, targets=(first.targets[0], changed))
+    # A build without history (another page) in between must not drop the texts with history.
+    _status_body(FakeView().snapshot(), False, rows)
+    body = _status_body(second, True, rows)
+    assert rows.text_with_history(second.targets[0]) is kept  # unchanged: not written again
+    assert body == _status_body(second, True, RowTexts())
+    document = json.loads(body)
+    assert document["targets"][1]["checks_ok_total"] == 9
+    assert document["targets"][1]["history"][-1] == [5.0, 1.5, True]
+    with pytest.raises(ValueError, match="taken without history"):
+        _status_body(FakeView().snapshot(), True, rows)
 
 
 def test_new_spellings_of_a_version_share_one_cached_answer() -> None:
