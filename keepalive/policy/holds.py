@@ -273,7 +273,7 @@ class Holds:
         now = self.clock()
         silences = self.silences.active(now)
         windows = [w for w, _ in self.calendar.open_windows(now)]
-        any_silence = _union([g for s in silences for g in s.targets])
+        any_silence = self.silences.union if silences else None
         by_end = sorted(silences, key=lambda s: s.ends_at, reverse=True)
         texts: dict[str, str] = {}
         every = any(w.targets is None for w in windows)

@@ -17,7 +17,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,10 @@ SILENCES_FILE = "silences.json"
 DEFAULT_MAX_SILENCE = 7 * 86400.0
 # Bounds on what one client may store: the book is read on every hold decision.
 MAX_SILENCES = 1000
+# Globs over all silences: the snapshot matches every target against all of them (as one
+# regular expression, compiled when the book changes, in the writer's thread). 300 silences of
+# 100 long globs each made that compile take ~60 s and each snapshot ~1.5 s, on the event loop.
+MAX_BOOK_GLOBS = 1000
 MAX_COMMENT = 500
 MAX_AUTHOR = 100
 FILE_VERSION = 1
@@ -223,6 +227,9 @@ class SilenceBook:
         self.clock = clock
         self._lock = threading.Lock()
         self._silences: tuple[Silence, ...] = ()
+        # Every stored silence's globs as one pattern (None: no silence), built where the book
+        # changes so the event loop never compiles it; expired ones in it only cost a miss.
+        self.union: re.Pattern[str] | None = None
         self.problems: list[str] = []
         self.on_change = on_change
         self._load()
@@ -273,6 +280,12 @@ class SilenceBook:
                 raise SilenceError(
                     f"{len(kept)} silences are active: at most {MAX_SILENCES}; remove some first"
                 )
+            globs = sum(len(s.targets) for s in kept) + len(silence.targets)
+            if globs > MAX_BOOK_GLOBS:
+                raise SilenceError(
+                    f"the active silences would hold {globs} globs: at most {MAX_BOOK_GLOBS}; "
+                    "use fewer, wider globs (db-*) or remove some silences first"
+                )
             self._write((*kept, silence))
         self._changed()
         return silence
@@ -300,6 +313,7 @@ class SilenceBook:
     def _write(self, silences: tuple[Silence, ...]) -> None:
         document = {"version": FILE_VERSION, "silences": [s.to_dict() for s in silences]}
         write_atomically(self.path, json.dumps(document, separators=(",", ":")).encode())
+        self.union = _union(silences)
         self._silences = silences
 
     def _load(self) -> None:
@@ -328,4 +342,10 @@ class SilenceBook:
             aside = reserve_aside(self.path, "corrupt")
             self.path.replace(aside)
             self.problems.append(f"{self.path} is not a silence file ({exc}); set aside as {aside.name}")
+        self.union = _union(kept)
         self._silences = tuple(kept)
+
+
+def _union(silences: Sequence[Silence]) -> re.Pattern[str] | None:
+    globs = [g for s in silences for g in s.targets]
+    return compile_globs(globs) if globs else None
