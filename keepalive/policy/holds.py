@@ -108,13 +108,26 @@ class Holds:
 
     def configure(self, targets: Iterable[Target], windows: tuple[Window, ...]) -> None:
         """Take the targets and windows of a (re)load; forget targets that are gone."""
-        names: set[str] = set()
+        targets = tuple(targets)
+        names = {target.name for target in targets}
         parents: dict[str, tuple[str, ...]] = {}
+        elsewhere: list[str] = []
         for target in targets:
-            names.add(target.name)
             wanted = getattr(target, "depends_on", ())
-            if wanted:
+            if not wanted:
+                continue
+            if all(parent in names for parent in wanted):
                 parents[target.name] = tuple(wanted)
+            else:
+                # A parent another replica checks (SPEC 17) never speaks here: holding on it
+                # would hold this target's DOWN for ever. It pages on its own instead.
+                elsewhere.append(target.name)
+        if elsewhere:
+            log.warning(
+                "depends_on not applied: a parent is checked by another replica targets=%s",
+                ",".join(elsewhere[:20])
+                + (f" and {len(elsewhere) - 20} more" if len(elsewhere) > 20 else ""),
+            )
         self.parents = parents
         self.children = dependents(parents)
         self.calendar = Calendar(windows, self.clock)

@@ -1,0 +1,25 @@
+"""Dependencies across replicas (SPEC 13 x SPEC 17): a parent this monitor does not check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.test_policy_holds import World, down, target
+
+
+def test_a_child_whose_parent_another_replica_checks_is_not_held_for_ever(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    app = target("app", depends_on=("router",))
+    # This replica's share holds "app" but not "router": no state and no check of it, ever.
+    holds = world.holds(None, (app,))
+    assert holds.hold(down(world, "app", world.now), app) is None  # notified now, not held
+    assert holds.is_held("app") is False
+    assert holds.pending == {}
+
+
+def test_a_child_with_its_parent_in_this_share_is_still_held(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    app = target("app", depends_on=("router",))
+    holds = world.holds(None, (target("router"), app))
+    down(world, "router", world.now - 60)
+    assert holds.hold(down(world, "app", world.now), app) == "depends on 'router' (down)"
