@@ -203,6 +203,7 @@ def view_of(rt: TargetRuntime) -> TargetSnapshot:
         checks_failed_total=seen.checks_failed,
         kind=rt.target.kind,
         detail=seen.detail,
+        grace_seconds=rt.target.grace,
         remediation=seen.remediation,
     )
     rt.view = view

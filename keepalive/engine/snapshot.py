@@ -56,6 +56,8 @@ class TargetSnapshot:
     # the verdict: a push's last ping, a log's file and last match, an https certificate.
     kind: str = "http"
     detail: Detail | None = None
+    # push: the slack after the interval before "no ping" (None: the interval, SPEC 14).
+    grace_seconds: float | None = None
     # Quiet on purpose (SPEC 13, keepalive.policy.holds): why notifications are held now
     # ("silence 3f2a9c1e ...", "maintenance nightly-backup", "depends on 'router' (down)"),
     # until when (None: until a parent recovers), and whether a DOWN waits for the hold to end.
@@ -220,6 +222,10 @@ def target_json(target: TargetSnapshot, include_history: bool) -> dict[str, Any]
     # The last run of its on_down (SPEC 15): command, who asked, exit code, duration, output.
     item["remediation"] = target.remediation.to_json() if target.remediation is not None else None
     item["kind"] = target.kind
+    if target.kind == "push":  # what the page shows as "expected every ..., grace ..."
+        item["grace_seconds"] = (
+            target.grace_seconds if target.grace_seconds is not None else target.interval_seconds
+        )
     if target.detail is not None:
         item.update(detail_json(target.detail, target.kind))
     if include_history:
