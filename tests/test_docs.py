@@ -14,6 +14,7 @@ from pathlib import Path
 
 import keepalive
 from keepalive.config import DEFAULTS
+from keepalive.targets import TARGET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README_MONITOR.md"
@@ -49,6 +50,16 @@ def readme_settings() -> set[str]:
 def env_example_settings() -> set[str]:
     text = (ROOT / ".env.example").read_text()
     return set(re.findall(r"^([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))
+
+
+def readme_target_keys() -> set[str]:
+    """Keys named in the first column of the targets-file tables."""
+    text = README.read_text()
+    keys: set[str] = set()
+    for heading in ("Many targets: the targets file", "More than /health: kinds of check"):
+        for cell in first_cells(section(text, heading)):
+            keys.update(re.findall(r"`([a-z_]+)", cell))
+    return keys
 
 
 def cli_flags() -> set[str]:
@@ -104,6 +115,11 @@ def test_the_readme_settings_table_names_no_setting_that_is_gone() -> None:
 def test_every_setting_is_in_env_example() -> None:
     missing = sorted(set(DEFAULTS) - env_example_settings())
     assert missing == [], f"settings missing from .env.example: {missing}"
+
+
+def test_every_target_key_is_in_the_readme_targets_tables() -> None:
+    missing = sorted(TARGET_KEYS - readme_target_keys())
+    assert missing == [], f"targets-file keys missing from README_MONITOR.md's key tables: {missing}"
 
 
 def test_every_flag_is_in_the_readme_command_line_table() -> None:
