@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keepalive.policy.silences import MAX_BOOK_GLOBS, SilenceBook, SilenceError
+from keepalive.policy.silences import MAX_BOOK_GLOBS, SilenceBook, SilenceError, read_request
 
 
 def test_the_active_silences_hold_at_most_max_book_globs(tmp_path: Path) -> None:
@@ -29,3 +29,12 @@ def test_the_active_silences_hold_at_most_max_book_globs(tmp_path: Path) -> None
         expected = any(s.covers(candidate) for s in book.all())
         assert (book.union is not None and book.union.fullmatch(candidate) is not None) is expected
         assert (again.union is not None and again.union.fullmatch(candidate) is not None) is expected
+
+
+def test_an_absurd_duration_is_refused_in_a_short_line() -> None:
+    with pytest.raises(SilenceError) as caught:
+        read_request({"targets": "db-*", "duration": 1e300}, 1_767_225_600.0, 7 * 86400.0)
+    assert str(caught.value) == (
+        "the silence would last more than 100 years: at most MAX_SILENCE=7d "
+        "(a longer quiet is a maintenance window)"
+    )

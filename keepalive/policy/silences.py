@@ -38,6 +38,7 @@ MAX_BOOK_GLOBS = 1000
 MAX_COMMENT = 500
 MAX_AUTHOR = 100
 FILE_VERSION = 1
+CENTURY = 100 * 365 * 86400.0
 
 
 class SilenceError(ValueError):
@@ -199,8 +200,11 @@ def read_request(body: Any, now: float, max_silence: float, who: str = "api") ->
         if ends_at <= now:
             raise SilenceError(f"ends_at={body['ends_at']!r} is invalid: it is in the past")
     if ends_at - now > max_silence + 1:
+        lasts = ends_at - now
+        # duration=1e300 must not print a 300-digit number of days.
+        shown = format_duration(lasts) if lasts < CENTURY else "more than 100 years"
         raise SilenceError(
-            f"the silence would last {format_duration(ends_at - now)}: at most MAX_SILENCE="
+            f"the silence would last {shown}: at most MAX_SILENCE="
             f"{format_duration(max_silence)} (a longer quiet is a maintenance window)"
         )
     return SilenceRequest(
