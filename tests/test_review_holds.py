@@ -23,3 +23,17 @@ def test_a_child_with_its_parent_in_this_share_is_still_held(tmp_path: Path) -> 
     holds = world.holds(None, (target("router"), app))
     down(world, "router", world.now - 60)
     assert holds.hold(down(world, "app", world.now), app) == "depends on 'router' (down)"
+
+
+def test_an_unreadable_holds_file_is_set_aside_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "holds.json").write_text('{"version": 1, "pending": {"app": {"kind": "sideways"}}}')
+    world = World(tmp_path)
+    holds = world.holds(None, (target("app"),))
+    (problem,) = holds.problems
+    (aside,) = tmp_path.glob("holds.json.corrupt-*")
+    assert problem == (
+        f"{tmp_path / 'holds.json'} is unreadable (ValueError): held alerts before this start are lost; "
+        f"set aside as {aside.name}"
+    )
+    assert aside.read_text() == '{"version": 1, "pending": {"app": {"kind": "sideways"}}}'
+    assert not (tmp_path / "holds.json").exists()

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from keepalive.alerts import Alert, AlertKind
-from keepalive.engine.statestore import write_atomically
+from keepalive.engine.statestore import reserve_aside, write_atomically
 from keepalive.policy.dependencies import OUTAGE, dependents, held_by_parents
 from keepalive.policy.globs import compile_globs
 from keepalive.policy.maintenance import Calendar, Window
@@ -382,8 +382,17 @@ class Holds:
             self.notified.clear()
             self.pending.clear()
             self.downtime.clear()
+            # Set aside, as the state and silence files are: the next save would overwrite it,
+            # and it is the only record of the DOWNs that were held.
+            try:
+                aside = reserve_aside(self.path, "corrupt")
+                self.path.replace(aside)
+                kept = f"; set aside as {aside.name}"
+            except OSError:
+                kept = ""
             self.problems.append(
-                f"{self.path} is unreadable ({type(exc).__name__}): held alerts before this start are lost"
+                f"{self.path} is unreadable ({type(exc).__name__}): held alerts before this start "
+                f"are lost{kept}"
             )
 
 
