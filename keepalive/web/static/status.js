@@ -99,6 +99,7 @@
 
   function updateAges() {
     for (const node of document.querySelectorAll("[data-ts]")) node.textContent = formatSince(node);
+    updateCerts();
   }
 
   function formatLatency(ms) {
@@ -255,6 +256,75 @@
     return text;
   }
 
+  // ------------------------------------------------------------------ kinds of check (SPEC 14)
+
+  const CERT_SOON_DAYS = 14; // amber below this many days left
+  const CERT_URGENT_DAYS = 3; // red below this (and once expired)
+
+  // Days left on an https target's certificate on the monitor's clock (as every age on the
+  // page), from its expiry; the monitor's own figure when only that came; null when unknown.
+  function certDaysLeft(row) {
+    const expires = row.cert_expires_at ? Date.parse(row.cert_expires_at) : NaN;
+    if (!Number.isNaN(expires)) return (expires - now()) / 86400000;
+    return Number.isFinite(row.cert_days_left) ? row.cert_days_left : null;
+  }
+
+  // keepalive.status_report.kind_note's words, but in hours once less than a day is left:
+  // never "0 days" while hours remain.
+  function certLeftText(days) {
+    if (days <= 0) return "expired";
+    if (days >= 1) {
+      const n = Math.round(days);
+      return `${n} ${n === 1 ? "day" : "days"} left`;
+    }
+    const hours = Math.floor(days * 24);
+    return hours >= 1 ? `${hours} h left` : "less than an hour left";
+  }
+
+  function certLevel(days) {
+    return days < CERT_URGENT_DAYS ? "cert-urgent" : days < CERT_SOON_DAYS ? "cert-soon" : "";
+  }
+
+  // Kept current by updateAges, as ages are (the page may stay open for days, and the
+  // monitor's clock is known only once api/status has answered).
+  function certSpan(row, prefix) {
+    const days = certDaysLeft(row);
+    const span = el("span", certLevel(days), prefix + certLeftText(days));
+    const expires = row.cert_expires_at ? Date.parse(row.cert_expires_at) : NaN;
+    if (!Number.isNaN(expires)) {
+      span.dataset.expires = String(expires);
+      span.dataset.prefix = prefix;
+    }
+    return span;
+  }
+
+  function updateCerts() {
+    for (const node of document.querySelectorAll("[data-expires]")) {
+      const days = (Number(node.dataset.expires) - now()) / 86400000;
+      node.className = certLevel(days);
+      node.textContent = node.dataset.prefix + certLeftText(days);
+    }
+  }
+
+  // What a push, log or https target's last check learned, as the row's reason says it (new
+  // nodes each call: an age span can be in one place only).
+  function kindNote(row) {
+    if (row.kind === "push") return row.last_ping ? ["last ping ", timeSpan(row.last_ping, "ago", "?")] : ["never pinged"];
+    if (row.kind === "log") {
+      if (!row.log_file) return null;
+      if (!row.last_match) return [row.log_file + " · no match yet"];
+      return [row.log_file + " · last match ", timeSpan(row.last_match_at, "ago", "?"), ": " + row.last_match];
+    }
+    return certDaysLeft(row) === null ? null : [certSpan(row, "certificate: ")];
+  }
+
+  function kindMarker(row) {
+    if (typeof row.kind !== "string" || row.kind === "http" || !/^[a-z]{1,16}$/.test(row.kind)) return [];
+    const marker = el("span", "kind", row.kind);
+    marker.title = `a ${row.kind} check`;
+    return [marker];
+  }
+
   function targetRow(row, index) {
     const state = knownState(row.state);
     const tr = el("tr", "row " + state);
@@ -268,18 +338,24 @@
       line.title = heldText(row);
       stateCell.append(line);
     } else if (outage) stateCell.append(sub(timeSpan(row.since, "for", "")));
+    const address = el("span", "url");
+    address.append(...kindMarker(row), row.url);
     const link = el("a", "name", row.name);
     link.href = "?target=" + encodeURIComponent(row.name);
-    const reason = row.last_reason || "–";
     const n = row.consecutive_failures;
-    const reasonCell = cell("Reason", "c-reason", reason);
-    if (n > 0) reasonCell.append(el("span", "sub", n === 1 ? "1 failure" : `${n} failures in a row`));
-    reasonCell.title = row.last_reason || "";
+    // A reason first; a push, log or https target's own fact takes its place when there is
+    // none, and goes below it when there is.
+    const note = kindNote(row);
+    const reasonCell = row.last_reason || !note ? cell("Reason", "c-reason", row.last_reason || "–") : cell("Reason", "c-reason", ...note);
+    const below = n > 0 ? [n === 1 ? "1 failure" : `${n} failures in a row`] : [];
+    if (row.last_reason && note) below.push(...(below.length ? [" · "] : []), ...note);
+    if (below.length) reasonCell.append(sub(...below));
+    reasonCell.title = row.last_reason || row.last_match || "";
     const uptime = cell("Uptime", "c-uptime num", formatPercent(row.uptime_percent));
     uptime.title = `${row.checks_ok_total} ok, ${row.checks_failed_total} failed`;
     tr.append(
       stateCell,
-      cell("Target", "c-name", link, el("span", "url", row.url)),
+      cell("Target", "c-name", link, address),
       cell("Latency", "c-latency num", formatLatency(row.last_latency_ms)),
       cell("Last check", "c-checked", timeSpan(row.last_check, "ago", "never")),
       reasonCell,
@@ -471,6 +547,42 @@
     list.append(dt, dd);
   }
 
+  // The section of a push, log or https target: what its kind of check watches and learned.
+  function showKind(row) {
+    const list = byId("detail-kind-facts");
+    list.replaceChildren();
+    let heading = null;
+    if (row.kind === "push") {
+      heading = "Push check";
+      fact(list, "Last ping", row.last_ping ? timeSpan(row.last_ping, "ago", "?") : el("span", "none", "never pinged"));
+      fact(list, "Expected every", formatDuration(row.interval_seconds));
+      const grace = Number.isFinite(row.grace_seconds) ? row.grace_seconds : row.interval_seconds;
+      fact(list, "Grace", formatDuration(grace));
+      fact(list, "Failed after", `${formatDuration(row.interval_seconds + grace)} without a ping`);
+    } else if (row.kind === "log") {
+      heading = "Log file";
+      fact(list, "File", row.log_file || "–");
+      fact(list, "Last match", row.last_match ? el("code", "log-line", row.last_match) : el("span", "none", "none yet"));
+      if (row.last_match) fact(list, "Found", timeSpan(row.last_match_at, "ago", "–"));
+      fact(list, "Note", row.log_note || el("span", "none", "none"));
+    } else {
+      const days = certDaysLeft(row);
+      const expires = row.cert_expires_at ? Date.parse(row.cert_expires_at) : NaN;
+      if (days !== null) {
+        heading = "TLS certificate";
+        if (!Number.isNaN(expires)) {
+          // UTC, as the EXPIRING alert says it; the local time on hover.
+          const when = el("span", "", new Date(expires).toISOString().slice(0, 16).replace("T", " ") + " UTC");
+          when.title = new Date(expires).toLocaleString();
+          fact(list, "Expires", when);
+        }
+        fact(list, "Time left", certSpan(row, ""));
+      }
+    }
+    byId("detail-kind").hidden = heading === null;
+    if (heading !== null) byId("detail-kind-heading").textContent = heading;
+  }
+
   function showDetail(doc) {
     const row = doc.target;
     const state = knownState(row.state);
@@ -498,6 +610,7 @@
         fact(facts, "Its last output", el("pre", "remediation-output", run.output.join("\n")));
       }
     }
+    showKind(row);
     byId("detail-chart").replaceChildren(chart(row.history));
     const changes = Array.isArray(doc.changes) ? [...doc.changes].reverse() : [];
     byId("detail-change-rows").replaceChildren(
@@ -550,6 +663,8 @@
     if (name === null) return;
     byId("detail-name").textContent = name;
     byId("detail-facts").replaceChildren();
+    byId("detail-kind").hidden = true;
+    byId("detail-kind-facts").replaceChildren();
     byId("detail-chart").replaceChildren();
     byId("detail-change-rows").replaceChildren();
     byId("detail-error").hidden = true;
