@@ -23,7 +23,7 @@ changes every second, and a scraper each second kept the render thread busy 50-9
 time, holding the GIL in 76 % of py-spy's samples and pushing the loop's schedule lag p99 past
 0.1 s (bench.stress). So an answer that took d seconds to build is also served, from an older
 snapshot, for REUSE_FACTOR x d after it was finished (never longer than MAX_STALE): the thread
-then works at most 1 / (1 + REUSE_FACTOR) of the time per kind of answer. A cheap answer
+then works at most a tenth of the time per kind of answer. A cheap answer
 (100 targets: a few ms) is still rebuilt from every new snapshot.
 """
 
@@ -36,7 +36,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-REUSE_FACTOR = 4.0
+REUSE_FACTOR = 9.0
 MAX_STALE = 10.0
 
 
