@@ -31,6 +31,11 @@ def register_secret(*values: str | None) -> None:
         _secrets = tuple(sorted(found, key=len, reverse=True))
 
 
+def registered() -> tuple[str, ...]:
+    """Every secret registered so far (a settings reader in a child process sends them back)."""
+    return _secrets
+
+
 def scrub(text: str) -> str:
     """Return ``text`` with every registered secret and token-shaped string masked."""
     for secret in _secrets:

@@ -24,6 +24,7 @@ from keepalive.config import Settings, load_settings
 from keepalive.delivery.outbox import DeliveryWorker, Outbox
 from keepalive.engine.announcer import AlertPolicy
 from keepalive.engine.monitor import CheckerLike, Monitor
+from keepalive.engine.reader import read_settings
 from keepalive.engine.runtime import view_with_history
 from keepalive.engine.share import own_share
 from keepalive.engine.snapshot import TargetSnapshot
@@ -243,15 +244,15 @@ class MonitorApp:
                 )
 
     async def reload(self) -> None:
-        """SIGHUP: reopen the log and events files (logrotate), read the settings in a worker
-        thread, and apply them on the loop in O(targets). Never raises: a bad file keeps the
-        running configuration."""
+        """SIGHUP: reopen the log and events files (logrotate), read the settings in a child
+        process (keepalive.engine.reader), and apply them on the loop in O(targets). Never
+        raises: a bad file keeps the running configuration."""
         async with self._reloading:
             self.events.reopen()
             reopen_log_files()
             started = time.monotonic()
             try:
-                new = await asyncio.to_thread(self._load)
+                new = await read_settings(self._load)
             except Exception as exc:  # ConfigError, or anything unforeseen: never fatal here
                 error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
                 self.monitor.reporter.report(
