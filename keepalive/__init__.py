@@ -41,6 +41,7 @@ each package's own docstring says more):
     engine/history.py           a bounded ring of recent results per target
     engine/monitor.py           the running monitor: checks on schedule, snapshot, health, reload
     engine/persister.py         alerts into the outbox, then states into state.json; the alert path's health
+    engine/reader.py            SIGHUP's settings read in a spawned child process (its own GIL)
     engine/replicas.py          which targets this replica checks (rendezvous hashing)
     engine/runtime.py           TargetRuntime, and the pure reconcile of a reload
     engine/scheduler.py         a heap of due times and one timer, on a loop clock passed in
