@@ -347,7 +347,7 @@ class Monitor:
             seen.last_reason = result.reason
         old = seen.state
         new, raised = step(old, result.ok, result.reason, result.at, rt.policy)
-        if new == old:
+        if new is old or new == old:  # ``is``: a healthy target stays UP_STATE, the common case
             return
         seen.state = new
         if new.status != old.status:

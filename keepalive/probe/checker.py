@@ -12,8 +12,8 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from keepalive import __version__
 from keepalive.probe.aiohttp_transport import AiohttpTransport
@@ -45,8 +45,9 @@ __all__ = [
 USER_AGENT = f"keepalive-monitor/{__version__}"
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
+class CheckResult(NamedTuple):
+    """One check's outcome. A NamedTuple for the reason Answer is one (made once per check)."""
+
     ok: bool
     reason: str | None  # None when ok
     latency_ms: float | None  # time to the whole answer; None when there was no answer

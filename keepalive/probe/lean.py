@@ -320,20 +320,10 @@ class LeanTransport:
         return not reuse and plan_for(url, self._user_agent) is not None
 
     async def fetch(self, url: str, reuse: bool, with_peer: bool = False) -> Answer:
+        # One coroutine, not a fetch around a _get: every layer is crossed again on each resume.
         plan = plan_for(url, self._user_agent)
         if plan is None:
             raise Failure("invalid URL")
-        try:
-            return await self._get(plan, with_peer)
-        except Failure:
-            raise
-        except OSError as exc:
-            raise Failure(reason_for_os_error(exc)) from exc
-
-    async def close(self) -> None:
-        return None
-
-    async def _get(self, plan: Plan, with_peer: bool) -> Answer:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Answer | str] = loop.create_future()
 
@@ -341,21 +331,27 @@ class LeanTransport:
             return _Exchange(plan.request, done, with_peer)
 
         transport: asyncio.BaseTransport
-        if plan.numeric:
-            # [0]: the protocol in a local of this frame would outlive a failure (see _Exchange).
-            transport = (await loop.create_connection(exchange, plan.host, plan.port))[0]
-        else:
-            infos = await self._resolver.resolve(plan.host, plan.port)
-            transport = await _connect(loop, exchange, infos)
+        try:
+            if plan.numeric:
+                # [0]: the protocol in a local of this frame would outlive a failure (see _Exchange).
+                transport = (await loop.create_connection(exchange, plan.host, plan.port))[0]
+            else:
+                infos = await self._resolver.resolve(plan.host, plan.port)
+                transport = await _connect(loop, exchange, infos)
+        except OSError as exc:
+            raise Failure(reason_for_os_error(exc)) from exc
         try:
             outcome = await done
-            if isinstance(outcome, str):
-                raise Failure(outcome)
-            return outcome
         finally:
             if not done.done():
                 done.cancel()  # cancelled by the deadline: nobody will read what comes next
             transport.close()
+        if isinstance(outcome, str):
+            raise Failure(outcome)
+        return outcome
+
+    async def close(self) -> None:
+        return None
 
 
 async def _connect(
