@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -182,6 +183,48 @@ def test_a_deadline_ends_a_read_blocked_on_a_silent_socket() -> None:
             assert ours.recv(1) == b""  # blocked until the watchdog shut the socket down
 
         assert deadline.expired
+
+
+def test_an_expiring_deadline_never_reaches_the_socket_of_the_next_send() -> None:
+    """A pooled connection object is registered twice per send (connect, request); when the
+    first shutdown ends the send, the next send may reuse that object with a new socket
+    before the second closer runs. The deadline's exit must wait for all its closers (CI
+    once failed the trickle test on this: the next send's socket was shut down)."""
+    first, first_peer = socket.socketpair()
+    second, second_peer = socket.socketpair()
+    with first, first_peer, second, second_peer:
+
+        class Connection:
+            sock = first
+
+        connection = Connection()
+        deadline = Deadline(3600.0)
+        in_first_closer = threading.Event()
+        next_send_began = threading.Event()
+
+        def first_closer() -> None:
+            first.shutdown(socket.SHUT_RDWR)
+            in_first_closer.set()
+            # The sending thread now ends this send and starts the next; give it the chance.
+            next_send_began.wait(1.0)
+
+        deadline.watch(first_closer)
+        deadline.watch_socket(connection)  # the same connection's second registration
+
+        def sending_thread() -> None:
+            in_first_closer.wait(10.0)
+            deadline.__exit__(None, None, None)  # the send ended (its read saw the shutdown)
+            connection.sock = second  # the next send reuses the pooled connection object
+            next_send_began.set()
+
+        sender = threading.Thread(target=sending_thread)
+        sender.start()
+        deadline.expire()
+        sender.join(10.0)
+
+        assert next_send_began.is_set()
+        second_peer.sendall(b"x")
+        assert second.recv(1) == b"x"  # the next send's socket still reads
 
 
 def test_the_total_deadline_holds_through_an_http_proxy(fake_telegram: FakeTelegram) -> None:

@@ -108,15 +108,21 @@ class Deadline:
         self.watch(lambda: shutdown(getattr(owner, "sock", None)))
 
     def expire(self) -> None:
-        """End the send now: shut down every watched socket."""
+        """End the send now: shut down every watched socket.
+
+        The closers run under the lock, so the send's ``__exit__`` waits for the last of them.
+        Before, the first shutdown could end the send, the next send could reuse the same pooled
+        connection object with a new socket, and a later closer of this deadline (each
+        connection registers on connect and on every request) shut that new socket down: the
+        next send failed with "Remote end closed connection without response"."""
         with self._lock:
             if self.finished:
                 return
             self._expired = True
             closers, self._closers = self._closers, []
-        for closer in closers:
-            with suppress(OSError):
-                closer()
+            for closer in closers:
+                with suppress(OSError):
+                    closer()  # socket.shutdown: never blocks
 
     def __enter__(self) -> Deadline:
         _WATCHDOG.add(time.monotonic() + self.seconds, self)
