@@ -60,6 +60,7 @@ DEFAULTS: dict[str, str] = {
     "EMAIL_RECIPIENT": "alert_recipient@example.com",
     "MONITOR_HTTP_HOST": "127.0.0.1",
     "MONITOR_HTTP_PORT": "5005",
+    "MONITOR_HTTP_ALLOWED_HOSTS": "",
     "MONITOR_STATE_DIR": "state",
     "MONITOR_LOG_FILE": "monitor.log",
     "MONITOR_EVENTS_FILE": "logs/monitor_events.jsonl",
@@ -103,6 +104,8 @@ _SIZE_UNITS = {
 }
 _SIZE = re.compile(r"^(\d+)\s*([a-z]*)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A DNS name (RFC 1123 labels); IP literals need no listing, the Host check answers them anyway.
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
 PLACEHOLDERS = frozenset(
     {
         "YOUR_TELEGRAM_BOT_TOKEN",
@@ -181,6 +184,9 @@ class Settings:
     quiet: Quiet = field(default_factory=Quiet)
     # TELEGRAM_COMMANDS and TELEGRAM_SILENT_RECOVERY (SPEC 16): keepalive/actions/settings.py.
     keep: Keep = field(default_factory=Keep)
+    # More names the endpoint answers to (a DNS alias, a reverse proxy passing the visitor's
+    # Host), besides the machine's own names and IP addresses (keepalive/web/guard.py).
+    http_allowed_hosts: tuple[str, ...] = ()
     # [[maintenance]] windows of the targets file (SPEC 13).
     maintenance: tuple[Window, ...] = ()
 
@@ -282,6 +288,18 @@ def _url(name: str, value: str) -> str:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _host_names(name: str, value: str) -> tuple[str, ...]:
+    """Comma-separated DNS names, lower case, without a trailing dot. No wildcard: a pattern
+    would let a rebinding page in under any name it matched."""
+    names: list[str] = []
+    for item in _list(value):
+        host = item.lower().rstrip(".")
+        if not _HOST_NAME.fullmatch(host) or len(host) > 253:
+            raise _bad(name, value, "comma-separated host names such as status.example.com (no wildcards)")
+        names.append(host)
+    return tuple(names)
 
 
 def _path(root: Path, value: str) -> Path:
@@ -472,6 +490,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
     http_host = get("MONITOR_HTTP_HOST")
     if not http_host:
         raise _bad("MONITOR_HTTP_HOST", http_host, "an address to listen on, such as 127.0.0.1")
+    allowed_hosts = _host_names("MONITOR_HTTP_ALLOWED_HOSTS", get("MONITOR_HTTP_ALLOWED_HOSTS"))
 
     return Settings(
         health_check_url=health_url,
@@ -511,6 +530,7 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
         quiet=load_quiet(raw),
         keep=load_keep(raw, telegram=bool(token) and bool(chats)),
         maintenance=tuple(windows),
+        http_allowed_hosts=allowed_hosts,
     )
 
 

@@ -150,6 +150,18 @@ def test_effective_settings_mask_secrets(tmp_path: Path) -> None:
             "MONITOR_HTTP_HOST='' is invalid: expected an address to listen on, such as 127.0.0.1",
         ),
         ("MONITOR_MAX_CONCURRENCY", "0", "MONITOR_MAX_CONCURRENCY='0' is invalid: expected an integer >= 1"),
+        (
+            "MONITOR_HTTP_ALLOWED_HOSTS",
+            "status.example.org,*.example.org",
+            "MONITOR_HTTP_ALLOWED_HOSTS='status.example.org,*.example.org' is invalid: "
+            "expected comma-separated host names such as status.example.com (no wildcards)",
+        ),
+        (
+            "MONITOR_HTTP_ALLOWED_HOSTS",
+            "https://status.example.org",
+            "MONITOR_HTTP_ALLOWED_HOSTS='https://status.example.org' is invalid",
+        ),
+        ("MONITOR_HTTP_ALLOWED_HOSTS", "-bad.example.org", "MONITOR_HTTP_ALLOWED_HOSTS='-bad.example.org'"),
         ("MONITOR_TARGETS_FILE", "missing.toml", "is invalid: the file does not exist"),
     ],
 )
@@ -162,6 +174,12 @@ def test_each_bad_setting_gives_one_line_naming_it(
     assert message in text
     assert name in text
     assert "\n" not in text
+
+
+def test_allowed_hosts_are_lower_case_without_a_trailing_dot(tmp_path: Path) -> None:
+    s = settings_from(tmp_path, MONITOR_HTTP_ALLOWED_HOSTS=" Status.Example.ORG. , proxy-1.internal ,")
+    assert s.http_allowed_hosts == ("status.example.org", "proxy-1.internal")
+    assert settings_from(tmp_path).http_allowed_hosts == ()
 
 
 def test_a_bad_token_is_never_echoed(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Tar
             TELEGRAM_BOT_TOKEN="123123123:AAWebTestTokenMustNeverShow_abcdefghij",
             TELEGRAM_CHAT_ID="1",
             TELEGRAM_API_URL=f"http://127.0.0.1:{free_port()}",
+            MONITOR_HTTP_ALLOWED_HOSTS="Status.Example.org, other-alias.example.org.",
         )
         mon = MonitorProcess(tmp, env).start()
         base = f"http://127.0.0.1:{port}"
@@ -125,6 +126,28 @@ def test_metrics_parse_and_carry_per_target_values(running: tuple[str, TargetSer
     assert failures["broken"] >= 2
     assert any(name == "keepalive_outbox_depth" for name, _ in samples)
     assert any(name == "keepalive_build_info" for name, _ in samples)
+
+
+@pytest.mark.parametrize(
+    ("host", "code"),
+    [
+        ("status.example.org", 200),  # a name from MONITOR_HTTP_ALLOWED_HOSTS, as a proxy passes it
+        ("STATUS.example.org:443", 200),
+        ("other-alias.example.org", 200),
+        ("rebinding.example.org", 421),  # any other name is still refused
+    ],
+)
+def test_names_in_allowed_hosts_are_answered_and_others_refused(
+    running: tuple[str, TargetServer, MonitorProcess], host: str, code: int
+) -> None:
+    base, _, _ = running
+    request = urllib.request.Request(base + "/api/status?history=0", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    assert status == code
 
 
 def test_no_page_shows_a_secret_and_unknown_paths_are_404(

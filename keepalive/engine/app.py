@@ -194,6 +194,7 @@ class MonitorApp:
                     lookup=self._target_with_history,
                     pushes=self.monitor.pushes,
                     writes=self._writes(),
+                    extra_host_names=settings.http_allowed_hosts,
                 )
                 self.web_address = _first_address(runner.addresses)
             await self.monitor.start()

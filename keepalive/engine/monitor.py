@@ -405,9 +405,9 @@ class Monitor:
             ("MONITOR_STATE_DIR", old.state_dir, settings.state_dir),
             ("MONITOR_EVENTS_FILE", old.events_file, settings.events_file),
             (
-                "MONITOR_HTTP_HOST/PORT",
-                (old.http_host, old.http_port),
-                (settings.http_host, settings.http_port),
+                "MONITOR_HTTP_HOST/PORT/ALLOWED_HOSTS",
+                (old.http_host, old.http_port, old.http_allowed_hosts),
+                (settings.http_host, settings.http_port, settings.http_allowed_hosts),
             ),
         ):
             if before != after:
