@@ -33,6 +33,7 @@ class World:
     checked: dict[str, float] = field(default_factory=dict)
     queued: list[Alert] = field(default_factory=list)
     reports: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    certs: dict[str, float] = field(default_factory=dict)  # the certificate last seen: its expiry
 
     def clock(self) -> float:
         return self.now
@@ -51,6 +52,7 @@ class World:
             self.tmp,
             state_of=self.states.get,
             checked_at=self.checked.get,
+            cert_expires_at=self.certs.get,
             queue=self.queued.append,
             report=self.report,
             clock=self.clock,
@@ -209,6 +211,82 @@ def test_a_maintenance_window_holds_only_what_it_covers_and_releases_when_it_clo
     assert holds.tick() == []
     world.now += 60
     assert [a.target for a in holds.tick()] == ["db"]
+
+
+def expiring(world: World, name: str, expires_at: float, days: int) -> Alert:
+    """The certificate seen on ``name`` expires at ``expires_at``, below ``days`` days."""
+    world.certs[name] = expires_at
+    return Alert(
+        id=alert_id(name, expires_at, AlertKind.EXPIRING, days),
+        kind=AlertKind.EXPIRING,
+        target=name,
+        url="https://127.0.0.1:9/health",
+        reason=f"TLS certificate expires in 13 d, below {days} days",
+        since=expires_at,
+        at=world.now,
+        failed_checks=0,
+        downtime=None,
+        host="mon-1",
+    )
+
+
+def test_an_expiring_certificate_is_held_by_a_silence_and_sent_when_it_ends(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    book = world.book()
+    holds = world.holds(book, (target("web"),))
+    silence(book, "web", duration="1h")
+    expires = T0 + 13 * 86400
+    why = holds.hold(expiring(world, "web", expires, 14), target("web"))
+    assert why is not None and why.startswith("silence ")
+    world.now += 60
+    # A lower threshold raised later in the same silence replaces it: one alert, the most urgent.
+    assert holds.hold(expiring(world, "web", expires, 3), target("web")) is not None
+    assert holds.tick() == [] and world.queued == []
+
+    holds.save(holds.document())  # a restart in the middle keeps it
+    world.now += 3600
+    again = world.holds(world.book(), (target("web"),))
+    (released,) = again.tick()
+    assert (released.kind, released.id, released.at) == (
+        AlertKind.EXPIRING,
+        alert_id("web", expires, AlertKind.EXPIRING, 3),
+        world.now,
+    )
+    assert world.queued == [released] and again.tick() == []
+    assert [e for e, _ in world.reports] == ["alert_released"]
+
+
+def test_an_expiring_certificate_replaced_during_the_hold_is_dropped_and_said_so(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    window = read_window(
+        {"name": "renewal", "targets": ["web"], "start": "00:00", "duration": "1h", "timezone": "UTC"},
+        1,
+        "t.toml",
+    )
+    holds = world.holds(None, (target("web"),), (window,))
+    assert holds.hold(expiring(world, "web", T0 + 10 * 86400, 14), target("web")) == "maintenance renewal"
+    world.certs["web"] = T0 + 90 * 86400  # renewed inside the window
+    world.now += 3600
+    assert holds.tick() == [] and world.queued == []
+    assert world.reports == [
+        (
+            "held_alert_dropped",
+            {
+                "target": "web",
+                "alert_id": alert_id("web", T0 + 10 * 86400, AlertKind.EXPIRING, 14),
+                "why": "the certificate was replaced",
+            },
+        )
+    ]
+
+
+def test_a_parent_being_down_does_not_hold_a_childs_expiring_certificate(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    holds = world.holds(None, (target("db"), target("api", depends_on=("db",))))
+    down(world, "db", world.now)
+    down_alert = down(world, "api", world.now)
+    assert holds.hold(down_alert, target("api")) is not None  # its DOWN waits for the parent
+    assert holds.hold(expiring(world, "api", T0 + 5 * 86400, 14), target("api")) is None
 
 
 def test_a_child_is_held_only_while_all_its_parents_are_down(tmp_path: Path) -> None:

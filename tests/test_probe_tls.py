@@ -21,6 +21,7 @@ from keepalive.errors import ConfigError
 from keepalive.events import EventLog, iso
 from keepalive.expiry import DAY, expiry_step, time_left
 from keepalive.notifiers.log import LogNotifier
+from keepalive.policy.silences import SilenceBook
 from keepalive.probe.checker import Checker, CheckResult
 from keepalive.probe.detail import Detail
 from keepalive.targets import Target, load_targets_file
@@ -355,6 +356,71 @@ def test_a_running_monitor_warns_shows_days_left_and_exports_the_expiry(
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     expiring = [e for e in events if e["event"] == "target_cert_expiring"]
     assert len(expiring) == 1 and expiring[0]["threshold_days"] == 14
+
+
+def test_a_silenced_target_gets_its_expiring_alert_when_the_silence_is_removed(
+    tmp_path: Path, ca: PrivateCA
+) -> None:
+    """The whole chain: a real certificate running out, a silence made before the start, the
+    EXPIRING held (not queued) while it lasts, released once the silence is removed over the
+    write API."""
+    cert, key = ca.issue(days_from_now(5))
+    api_token = "t" * 40
+    with TlsTarget(cert, key) as server:
+        settings = targets_settings(
+            tmp_path,
+            toml_targets(
+                {"name": "shop", "url": server.url, "interval": 0.2, "tls_ca_file": str(ca.ca_file)}
+            ),
+            MONITOR_HTTP_HOST="127.0.0.1",
+            MONITOR_HTTP_PORT=str(free_port()),
+            MONITOR_API_TOKEN=api_token,
+        )
+        book = SilenceBook(settings.state_dir, max_silence=7 * DAY)
+        silence_id = book.create("shop", "1h", "renewing the certificate", "ops").id
+        app = MonitorApp.build(settings, notifier_factory=lambda s: [LogNotifier()])
+
+        def events(name: str) -> list[dict[str, object]]:
+            return [e for e in app.monitor.events.recent if e["event"] == name]
+
+        async def go() -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+            stop, started = asyncio.Event(), asyncio.Event()
+            task = asyncio.create_task(app.run(stop, started.set))
+            await asyncio.wait_for(started.wait(), 20)
+            base = app.web_address
+            assert base is not None
+
+            async def held() -> bool:
+                return bool(events("alert_held"))
+
+            await until(held)
+            held_events, queued_while_held = events("alert_held"), events("alert_queued")
+            async with (
+                aiohttp.ClientSession() as session,
+                session.delete(
+                    f"{base}api/silences/{silence_id}", headers={"Authorization": f"Bearer {api_token}"}
+                ) as answer,
+            ):
+                assert answer.status == 204
+
+            async def queued() -> bool:
+                return bool(events("alert_queued"))
+
+            await until(queued)
+            stop.set()
+            await task
+            return held_events, queued_while_held, events("alert_released")
+
+        try:
+            held_events, queued_while_held, released = asyncio.run(go())
+        finally:
+            app.close()
+    expiring_id = alert_id("shop", not_after_of(cert), AlertKind.EXPIRING, 14)
+    assert [(e["alert_id"], e["kind"]) for e in held_events] == [(expiring_id, "EXPIRING")]
+    assert str(held_events[0]["why"]).startswith("silence ")
+    assert queued_while_held == []
+    assert [(e["alert_id"], e["kind"]) for e in released] == [(expiring_id, "EXPIRING")]
+    assert [e["alert_id"] for e in app.monitor.events.recent if e["event"] == "alert_queued"] == [expiring_id]
 
 
 async def until(condition: Callable[[], object]) -> None:

@@ -1,10 +1,14 @@
 """The AlertPolicy of SPEC 13: what is held, and what a hold's end releases, decided against
 what was NOTIFIED (never against what happened meanwhile).
 
-Per target it remembers two things, persisted in ``MONITOR_STATE_DIR/holds.json`` so that a
+Per target it remembers three things, persisted in ``MONITOR_STATE_DIR/holds.json`` so that a
 restart in the middle of a hold keeps all of it:
 - ``notified``: the outage (its ``since``) whose DOWN was handed to delivery;
-- ``pending``: the last DOWN raised while held and never notified.
+- ``pending``: the last DOWN raised while held and never notified;
+- ``expiring``: the last EXPIRING (certificate) alert raised while the target was silenced or
+  in maintenance. A dependency does not hold it: a parent's outage says nothing about a
+  child's certificate. It is released when the quiet ends, unless the certificate was
+  replaced meanwhile (then it is dropped, and said so).
 
 The three rules then read straight off them:
 - a hold ends (silence expired or removed, window closed, parent recovered) and the target is
@@ -81,12 +85,14 @@ class Holds:
         queue: Callable[[Alert], None],
         report: Report,
         checked_at: Callable[[str], float | None] | None = None,
+        cert_expires_at: Callable[[str], float | None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.silences = silences
         self.path = state_dir / HOLDS_FILE
         self._state_of = state_of
         self._checked_at = checked_at
+        self._cert_expires_at = cert_expires_at
         self._queue = queue
         self._report = report
         self.clock = clock
@@ -95,6 +101,7 @@ class Holds:
         self.children: dict[str, tuple[str, ...]] = {}
         self.notified: dict[str, float] = {}
         self.pending: dict[str, Alert] = {}
+        self.expiring: dict[str, Alert] = {}
         self.downtime: dict[str, Downtime] = {}
         self._last_tick: float | None = None
         self._dirty = False
@@ -131,7 +138,7 @@ class Holds:
         self.parents = parents
         self.children = dependents(parents)
         self.calendar = Calendar(windows, self.clock)
-        for book in (self.notified, self.pending, self.downtime):
+        for book in (self.notified, self.pending, self.expiring, self.downtime):
             for name in [n for n in book if n not in names]:
                 del book[name]
                 self._dirty = True
@@ -164,6 +171,14 @@ class Holds:
                 return why, None
         return None
 
+    def _quiet(self, name: str, now: float) -> str | None:
+        """Why ``name`` is silenced or in maintenance now (a dependency aside), or None."""
+        silence = self.silences.covering(name, now)
+        if silence is not None:
+            return silence.why()
+        window = self.calendar.open_for(name, now)
+        return None if window is None else window[0].why()
+
     def hold(self, alert: Alert, target: Target) -> str | None:
         """AlertPolicy: why ``alert`` is held, or None to notify it now."""
         name = alert.target
@@ -174,6 +189,13 @@ class Holds:
             if announced is None and held is not None and held.since == alert.since:
                 return "down and back inside the hold: its DOWN was never notified"
             return None  # a resolution is never held
+        if alert.kind is AlertKind.EXPIRING:
+            quiet = self._quiet(name, self.clock())
+            if quiet is not None:
+                # A lower threshold raised later replaces the earlier one: the most urgent.
+                self.expiring[name] = alert
+                self._dirty = True
+            return quiet
         if alert.kind is not AlertKind.DOWN:
             return None
         why = self.why_held(name, since=alert.since)
@@ -205,8 +227,8 @@ class Holds:
     # ------------------------------------------------------------------ releasing
 
     def tick(self) -> list[Alert]:
-        """Release the DOWNs whose hold has ended, and count downtime. Once a second, on the loop;
-        the work is proportional to the targets held or failing, not to all targets."""
+        """Release the DOWNs (and EXPIRINGs) whose hold has ended. Once a second, on the loop;
+        the work is proportional to the targets held, not to all targets."""
         now = self.clock()
         released: list[Alert] = []
         for name, alert in list(self.pending.items()):
@@ -231,18 +253,39 @@ class Holds:
                 continue
             alert = replace(alert, at=now)
             self.notified[name] = alert.since
-            self._report(
-                "alert_released",
-                "held alert released",
-                target=name,
-                alert_id=alert.id,
-                kind=alert.kind,
-                failed_checks=alert.failed_checks,
-            )
-            self._queue(alert)
+            self._release(alert)
+            released.append(alert)
+        for name, alert in list(self.expiring.items()):
+            if self._quiet(name, now) is not None:
+                continue
+            del self.expiring[name]
+            self._dirty = True
+            current = self._cert_expires_at(name) if self._cert_expires_at is not None else None
+            if current is not None and current != alert.since:
+                self._report(
+                    "held_alert_dropped",
+                    "held alert dropped",
+                    target=name,
+                    alert_id=alert.id,
+                    why="the certificate was replaced",
+                )
+                continue
+            alert = replace(alert, at=now)
+            self._release(alert)
             released.append(alert)
         self._last_tick = now
         return released
+
+    def _release(self, alert: Alert) -> None:
+        self._report(
+            "alert_released",
+            "held alert released",
+            target=alert.target,
+            alert_id=alert.id,
+            kind=alert.kind,
+            failed_checks=alert.failed_checks,
+        )
+        self._queue(alert)
 
     def count_downtime(self, states: Iterable[tuple[str, TargetState]], elapsed: float) -> None:
         """Add ``elapsed`` seconds to each failing target's downtime, and to its share inside
@@ -343,6 +386,7 @@ class Holds:
                 "version": FILE_VERSION,
                 "notified": self.notified,
                 "pending": {name: asdict(alert) for name, alert in self.pending.items()},
+                "expiring": {name: asdict(alert) for name, alert in self.expiring.items()},
                 "downtime": {
                     name: [d.total, d.maintenance, d.dependency] for name, d in self.downtime.items()
                 },
@@ -372,15 +416,17 @@ class Holds:
             document: dict[str, Any] = json.loads(raw)
             for name, since in document.get("notified", {}).items():
                 self.notified[str(name)] = float(since)
-            for name, record in document.get("pending", {}).items():
-                record["kind"] = AlertKind(record["kind"])
-                self.pending[str(name)] = Alert(**record)
+            for book, key in ((self.pending, "pending"), (self.expiring, "expiring")):
+                for name, record in document.get(key, {}).items():  # "expiring" since 1.0.x
+                    record["kind"] = AlertKind(record["kind"])
+                    book[str(name)] = Alert(**record)
             for name, figures in document.get("downtime", {}).items():
                 total, maintenance, dependency = (float(x) for x in figures)
                 self.downtime[str(name)] = Downtime(total, maintenance, dependency)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self.notified.clear()
             self.pending.clear()
+            self.expiring.clear()
             self.downtime.clear()
             # Set aside, as the state and silence files are: the next save would overwrite it,
             # and it is the only record of the DOWNs that were held.
