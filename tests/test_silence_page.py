@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from keepalive.engine.snapshot import MonitorSnapshot
+from keepalive.engine.snapshot import MonitorSnapshot, SilenceSnapshot
 from tests.browser import CHROMIUM, Chromium, available
 from tests.test_status_page import run
 from tests.test_web import FakeView
@@ -72,3 +72,50 @@ def test_the_detail_view_says_why_it_is_held_and_how_much_downtime_was_planned()
         )
 
     run(HeldView(), scenario, path="/?target=billing")
+
+
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+class SilencedView(FakeView):
+    """Two active silences, one of them with markup in its comment."""
+
+    def snapshot(self, include_history: bool = False) -> MonitorSnapshot:
+        snap = super().snapshot(include_history)
+        silences = (
+            SilenceSnapshot("3f2a9c1e77aa0b12", ("db-*", "cache"), snap.taken_at - 60, snap.taken_at + 5400,
+                            "disk swap", "alice@ops"),
+            SilenceSnapshot("9b1d00c3ee45f6a7", ("billing",), snap.taken_at - 10, snap.taken_at + 120,
+                            EVIL, "bot:42"),
+        )  # fmt: skip
+        return dataclasses.replace(snap, silences=silences)
+
+
+def test_the_page_lists_the_active_silences_with_who_why_and_when_they_end() -> None:
+    async def scenario(browser: Chromium) -> None:
+        await browser.wait_for(
+            "document.querySelectorAll('#silence-rows tr').length === 2", what="the silences"
+        )
+        rows = await browser.evaluate(
+            """[...document.querySelectorAll('#silence-rows tr')].map((tr) =>
+                [...tr.cells].map((td) => td.textContent))"""
+        )
+        assert rows[0][:2] == ["3f2a9c1e", "db-*, cache"]
+        assert rows[0][2].startswith("in 1 h 29 min") or rows[0][2].startswith("in 1 h 30 min")
+        assert rows[0][3:] == ["alice@ops", "disk swap"]
+        assert rows[1][0] == "9b1d00c3" and rows[1][4] == EVIL  # shown as text, never as markup
+        assert await browser.evaluate("document.querySelectorAll('#silence-rows img').length") == 0
+        assert await browser.evaluate("document.getElementById('no-silences').hidden") is True
+
+    run(SilencedView(), scenario)
+
+
+def test_without_a_silence_the_page_says_so() -> None:
+    async def scenario(browser: Chromium) -> None:
+        await browser.wait_for("!!document.querySelector('tr.row')", what="the rows")
+        assert await browser.evaluate("document.getElementById('silences').hidden") is True
+        text = await browser.evaluate("document.getElementById('no-silences').textContent")
+        hidden = await browser.evaluate("document.getElementById('no-silences').hidden")
+        assert (text, hidden) == ("No active silence.", False)
+
+    run(FakeView(), scenario)

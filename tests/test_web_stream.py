@@ -19,6 +19,7 @@ import pytest
 from keepalive.engine.app import MonitorApp
 from keepalive.engine.snapshot import TargetSnapshot
 from keepalive.notifiers.log import LogNotifier
+from keepalive.policy.silences import SilenceBook
 from keepalive.state import Status
 from keepalive.web.app import start_web
 from keepalive.web.stream import MAX_QUEUED, RING_SIZE, EventHub
@@ -400,6 +401,7 @@ def test_a_running_monitor_streams_each_check_and_the_outage(tmp_path: Path) -> 
     )
     checker = ScriptedChecker(WallClock())
     checker.verdicts["db"] = "connection refused"
+    silenced = SilenceBook(settings.state_dir, max_silence=86400.0).create("api", "1h", "deploy", "ops")
     app = MonitorApp.build(settings, notifier_factory=lambda s: [LogNotifier()], checker=checker)
 
     async def go() -> None:
@@ -417,12 +419,18 @@ def test_a_running_monitor_streams_each_check_and_the_outage(tmp_path: Path) -> 
                 states: dict[str, str] = {}
                 changes: list[tuple[str, str, str, str | None]] = []
                 summary = None
+                silences: list[dict[str, Any]] = []
                 async with asyncio.timeout(20):
                     while states.get("db") != "down" or states.get("api") != "up" or summary is None:
                         update = (await reader.next()).data
                         states.update({t["name"]: t["state"] for t in update["targets"]})
                         changes += [(c["target"], c["from"], c["to"], c["reason"]) for c in update["changes"]]
                         summary = update.get("monitor", summary)
+                        silences = update.get("silences", silences)
+                # The summary carries the active silences, for the page's list of them.
+                assert [(x["id"], x["targets"], x["comment"]) for x in silences] == [
+                    (silenced.id, ["api"], "deploy")
+                ]
                 # Each target's changes in order (the two targets' checks interleave freely).
                 assert [c for c in changes if c[0] == "api"] == [("api", "unknown", "up", None)]
                 assert [c for c in changes if c[0] == "db"] == [

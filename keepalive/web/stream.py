@@ -28,8 +28,8 @@ Events (each ``data`` is one JSON line):
     reset     {"reason": ...}: fetch /api/status afresh (first connection, too far behind,
               or a reload changed the targets)
     update    {"targets": [row, ...], "changes": [change, ...], "monitor": {...},
-               "channels": [...]}; rows as in /api/status (no history);
-               "monitor"/"channels" at most every 5 s; a change is
+               "channels": [...], "silences": [...]}; rows as in /api/status (no history);
+               "monitor"/"channels"/"silences" at most every 5 s; a change is
                {"target", "from", "to", "at", "reason"}
     comment   ``: ping`` every ``ping_interval`` (15 s) so proxies keep the stream open
 """
@@ -49,7 +49,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from keepalive.engine.runtime import TargetRuntime, view_of
-from keepalive.engine.snapshot import MonitorSnapshot, TargetSnapshot, channel_json, monitor_json, target_json
+from keepalive.engine.snapshot import (
+    MonitorSnapshot,
+    TargetSnapshot,
+    channel_json,
+    monitor_json,
+    silence_json,
+    target_json,
+)
 from keepalive.events import iso
 from keepalive.state import Status
 
@@ -148,6 +155,7 @@ def _build_update(
     if snapshot is not None:
         document["monitor"] = monitor_json(snapshot)
         document["channels"] = [channel_json(c) for c in snapshot.channels]
+        document["silences"] = [silence_json(s, snapshot.taken_at) for s in snapshot.silences]
     return json.dumps(document, separators=_COMPACT)
 
 

@@ -82,7 +82,9 @@
 
   function formatSince(node) {
     const seconds = (now() - Number(node.dataset.ts)) / 1000;
-    return node.dataset.format === "for" ? "for " + formatDuration(seconds) : formatDuration(seconds) + " ago";
+    if (node.dataset.format === "for") return "for " + formatDuration(seconds);
+    if (node.dataset.format === "in") return "in " + formatDuration(-seconds); // a time to come
+    return formatDuration(seconds) + " ago";
   }
 
   // A self-updating "12 s ago" (or "for 5 min"); the local time is kept in the tooltip.
@@ -148,6 +150,7 @@
     haveList = true;
     replica = doc.replica || null; // changes only on a reload, which sends a reset
     applyMonitor(doc.monitor, doc.channels);
+    applySilences(doc.silences);
   }
 
   function applyMonitor(monitor, channels) {
@@ -163,6 +166,7 @@
   function applyUpdate(update) {
     for (const row of Array.isArray(update.targets) ? update.targets : []) applyRow(row);
     applyMonitor(update.monitor, update.channels);
+    applySilences(update.silences); // with the monitor summary, every few seconds
     if (detailName !== null && (update.targets || []).some((row) => row.name === detailName)) refreshDetailSoon();
     touched();
     queueRender();
@@ -486,6 +490,31 @@
       cell("Sent / failed", "num", `${channel.sent_total} / ${channel.failed_total}`),
     );
     return tr;
+  }
+
+  // The active silences (SPEC 13), read-only: making and removing one takes the API token,
+  // which the page never holds (the command line, the write API or Telegram do it).
+  function silenceRow(silence) {
+    const tr = el("tr", "");
+    tr.dataset.silence = String(silence.id);
+    const head = el("td", "head");
+    head.setAttribute("data-label", "Silence");
+    head.append(el("span", "name", String(silence.id).slice(0, 8)));
+    tr.append(
+      head,
+      cell("Targets", "", (Array.isArray(silence.targets) ? silence.targets : []).join(", ")),
+      cell("Ends", "", timeSpan(silence.ends_at, "in", "–")),
+      cell("By", "", silence.created_by ? String(silence.created_by) : "–"),
+      cell("Comment", "", silence.comment ? String(silence.comment) : "–"),
+    );
+    return tr;
+  }
+
+  function applySilences(list) {
+    if (!Array.isArray(list)) return; // an update without the summary says nothing of them
+    byId("silence-rows").replaceChildren(...list.map(silenceRow));
+    byId("silences").hidden = list.length === 0;
+    byId("no-silences").hidden = list.length !== 0;
   }
 
   // ------------------------------------------------------------------ detail
