@@ -173,3 +173,37 @@ def test_an_alert_stored_after_the_pages_were_damaged_is_still_delivered(tmp_pat
         worker.stop(5.0)
         box.close()
     assert len(box.set_aside) == 1
+
+
+def test_a_targets_recent_alerts_say_what_each_channel_did_newest_first(tmp_path: Path) -> None:
+    now = [1_763_000_100.0]
+    box = Outbox(tmp_path, clock=lambda: now[0])
+    try:
+        odd_name = 'db "primary" \\ 1'  # quotes and a backslash survive the JSON lookup
+        down = make_alert(odd_name)
+        routes: list[Route] = [("telegram", "111"), ("telegram", "222"), ("email", "ops@x.test")]
+        box.put([down], routes)
+        now[0] += 60
+        recovered = make_alert(odd_name, AlertKind.RECOVERED)
+        box.put([recovered], routes)
+        box.put([make_alert("other")], routes)  # another target's: never listed
+        box.mark_sent([(down.id, "telegram", "111"), (down.id, "telegram", "222")], "7", sent_at=now[0])
+        box.mark_retry([(down.id, "email", "ops@x.test")], now[0] + 30, "connection refused")
+        box.mark_retry([(down.id, "email", "ops@x.test")], now[0] + 90, "timeout after 10 s")
+        box.mark_failed([(recovered.id, "telegram", "222")], "403 Forbidden: bot was blocked by the user")
+
+        first, second = box.recent_for(odd_name)
+        assert (first.alert, second.alert) == (recovered, down)
+        telegram, email = sorted(second.channels, key=lambda c: c.channel, reverse=True)
+        assert (telegram.channel, telegram.sent, telegram.pending, telegram.failed) == ("telegram", 2, 0, 0)
+        assert telegram.sent_at == now[0] and telegram.last_error is None
+        assert (email.channel, email.sent, email.pending, email.attempts) == ("email", 0, 1, 2)
+        assert (email.next_try, email.last_error) == (now[0] + 90, "timeout after 10 s")
+        by_channel = {c.channel: c for c in first.channels}
+        assert (by_channel["telegram"].pending, by_channel["telegram"].failed) == (1, 1)
+        assert by_channel["telegram"].last_error == "403 Forbidden: bot was blocked by the user"
+
+        assert [r.alert for r in box.recent_for(odd_name, limit=1)] == [recovered]
+        assert box.recent_for("nobody") == []
+    finally:
+        box.close()

@@ -9,11 +9,14 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
+from keepalive.delivery.store import AlertRecord, ChannelOutcome
 from keepalive.engine.snapshot import MonitorSnapshot
 from tests.browser import CHROMIUM, Chromium, available
+from tests.fakes.delivery_fixtures import make_alert
 from tests.test_web import EVIL, AlertPathFailingView, FakeView, serving
 
 pytestmark = [
@@ -211,6 +214,56 @@ def test_a_deep_link_opens_the_targets_detail_with_its_history_chart() -> None:
         assert await browser.evaluate("location.search") == ""
 
     run(FakeView(), scenario, path="/?target=billing")
+
+
+class AlertsView(FakeView):
+    """billing has one alert delivered on Telegram and still retrying by e-mail."""
+
+    def recent_alerts(self, name: str) -> list[AlertRecord]:
+        if name != "billing":
+            return []
+        down = make_alert("billing", reason=EVIL)
+        return [
+            AlertRecord(
+                down,
+                down.at,
+                (
+                    ChannelOutcome("email", 0, 1, 0, 3, down.at + 120, "connection refused", None),
+                    ChannelOutcome("telegram", 2, 0, 0, 1, None, None, down.at + 1),
+                ),
+            )
+        ]
+
+
+def test_the_detail_says_what_became_of_each_alert_channel_by_channel() -> None:
+    async def scenario(browser: Chromium) -> None:
+        await browser.wait_for("!!document.querySelector('#detail-alert-rows tr')", what="the alerts")
+        cells = await browser.evaluate(
+            "[...document.querySelector('#detail-alert-rows tr').cells].map((td) => td.textContent)"
+        )
+        assert cells[1] == "DOWN" + EVIL  # the reason as text
+        lines = await browser.evaluate(
+            "[...document.querySelectorAll('#detail-alert-rows li')].map((li) => [li.className, li.textContent])"
+        )
+        assert lines == [
+            ["pending", "email: 1 retrying (attempt 3: connection refused)"],
+            ["sent", "telegram: 2 sent"],
+        ]
+        assert await browser.evaluate("document.querySelector('#detail-alert-rows tr.undelivered') !== null")
+        assert await browser.evaluate("document.getElementById('detail-no-alerts').hidden") is True
+        assert await browser.evaluate("document.querySelectorAll('#detail-alert-rows script').length") == 0
+
+    run(AlertsView(), scenario, path="/?target=billing")
+
+
+def test_a_target_without_alerts_says_so_in_its_detail() -> None:
+    async def scenario(browser: Chromium) -> None:
+        await browser.wait_for("!!document.querySelector('#detail-facts dd')", what="the detail")
+        assert await browser.evaluate("document.getElementById('detail-alerts').hidden") is True
+        text = await browser.evaluate("document.getElementById('detail-no-alerts').textContent")
+        assert text == "No alert of this target in the outbox."
+
+    run(AlertsView(), scenario, path="/?target=" + quote(EVIL))  # the other target
 
 
 def test_clicking_a_target_opens_its_detail_and_back_closes_it() -> None:

@@ -295,7 +295,8 @@ class FakeView:
 @contextlib.asynccontextmanager
 async def serving(view: Any) -> AsyncIterator[str]:
     """The app on a free loopback port; yields its base URL."""
-    runner = await start_web(view, "127.0.0.1", 0)
+    # A view may also answer for the outbox: recent_alerts(name), as the engine's outbox does.
+    runner = await start_web(view, "127.0.0.1", 0, alerts=getattr(view, "recent_alerts", None))
     try:
         port = runner.addresses[0][1]
         yield f"http://127.0.0.1:{port}"

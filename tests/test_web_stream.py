@@ -18,11 +18,13 @@ import pytest
 
 from keepalive.engine.app import MonitorApp
 from keepalive.engine.snapshot import TargetSnapshot
+from keepalive.notifiers.base import NotifyError
 from keepalive.notifiers.log import LogNotifier
 from keepalive.policy.silences import SilenceBook
 from keepalive.state import Status
 from keepalive.web.app import start_web
 from keepalive.web.stream import MAX_QUEUED, RING_SIZE, EventHub
+from tests.fakes.delivery_fixtures import Scripted
 from tests.fakes.engine import ScriptedChecker, WallClock, targets_settings, toml_targets
 from tests.monitor_proc import free_port
 from tests.test_web import FakeView
@@ -450,3 +452,58 @@ def test_a_running_monitor_streams_each_check_and_the_outage(tmp_path: Path) -> 
         asyncio.run(go())
     finally:
         app.close()
+
+
+def test_a_targets_detail_lists_its_alerts_and_how_each_channel_fared(tmp_path: Path) -> None:
+    """The whole chain: a DOWN raised by the engine, stored in the real outbox, sent by the real
+    worker to a channel with two recipients, one of which keeps failing."""
+    settings = targets_settings(
+        tmp_path,
+        toml_targets(
+            {"name": "db", "url": "http://db.example/health", "interval": 0.2, "failure_threshold": 1}
+        ),
+        MONITOR_HTTP_HOST="127.0.0.1",
+        MONITOR_HTTP_PORT=str(free_port()),
+        REPEAT_ALERTS="false",
+    )
+    checker = ScriptedChecker(WallClock())
+    checker.verdicts["db"] = "connection refused"
+    failing = {"222": [NotifyError("connection reset by the Bot API")] * 100}
+    channel = Scripted("telegram", ["111", "222"], script=failing)
+    app = MonitorApp.build(settings, notifier_factory=lambda s: [channel], checker=checker)
+
+    async def go() -> dict[str, Any]:
+        stop = asyncio.Event()
+        started = asyncio.Event()
+        task = asyncio.create_task(app.run(stop, started.set))
+        await asyncio.wait_for(started.wait(), 20)
+        assert app.web_address is not None
+        try:
+            async with aiohttp.ClientSession() as session, asyncio.timeout(20):
+                while True:
+                    async with session.get(app.web_address + "api/targets/db") as answer:
+                        detail: dict[str, Any] = await answer.json()
+                    outcomes = [c for a in detail.get("alerts") or [] for c in a["channels"]]
+                    if outcomes and outcomes[0]["sent"] == 1 and outcomes[0]["last_error"]:
+                        return detail
+                    await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task
+
+    try:
+        detail = asyncio.run(go())
+    finally:
+        app.close()
+    (alert,) = detail["alerts"]
+    assert (alert["kind"], alert["reason"]) == ("DOWN", "connection refused")
+    (outcome,) = alert["channels"]
+    assert (outcome["channel"], outcome["sent"], outcome["pending"], outcome["failed"]) == (
+        "telegram",
+        1,
+        1,
+        0,
+    )
+    assert outcome["last_error"] == "connection reset by the Bot API"
+    assert outcome["next_try"] is not None and outcome["sent_at"] is not None
+    assert "111" not in json.dumps(alert) and "222" not in json.dumps(alert)  # recipients never shown

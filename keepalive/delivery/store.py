@@ -101,6 +101,29 @@ class QueueHead:
         return (self.alert_id, self.channel, self.recipient)
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelOutcome:
+    """How one alert fared on one channel, over its recipients (who they are is not shown)."""
+
+    channel: str
+    sent: int
+    pending: int
+    failed: int
+    attempts: int  # the most attempts made for one recipient
+    next_try: float | None  # the soonest retry of a pending recipient (wall clock)
+    last_error: str | None  # a pending recipient's last error, or a failed one's reason
+    sent_at: float | None  # the last delivery (wall clock)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One stored alert of a target and what became of it, channel by channel."""
+
+    alert: Alert
+    stored_at: float
+    channels: tuple[ChannelOutcome, ...]
+
+
 def is_corrupt(exc: BaseException) -> bool:
     """A damaged file, as opposed to the environment (locked, read-only, disk full)."""
     if not isinstance(exc, sqlite3.DatabaseError):
@@ -111,6 +134,23 @@ def is_corrupt(exc: BaseException) -> bool:
     # The bare class is what the sqlite3 module raises for a damaged image; its subclasses
     # (OperationalError, IntegrityError ...) are about the environment or the statement.
     return type(exc) is sqlite3.DatabaseError
+
+
+def _outcome(channel: str, deliveries: list[tuple[Any, ...]]) -> ChannelOutcome:
+    statuses = [status for status, *_ in deliveries]
+    waiting = [d for d in deliveries if d[0] == "pending"]
+    errors = [str(d[3]) for d in (*waiting, *(d for d in deliveries if d[0] == "failed")) if d[3]]
+    sent = [float(d[4]) for d in deliveries if d[0] == "sent" and d[4] is not None]
+    return ChannelOutcome(
+        channel=channel,
+        sent=statuses.count("sent"),
+        pending=len(waiting),
+        failed=statuses.count("failed"),
+        attempts=max(int(d[1]) for d in deliveries),
+        next_try=min((float(d[2]) for d in waiting), default=None),
+        last_error=scrub(errors[0]) if errors else None,
+        sent_at=max(sent, default=None),
+    )
 
 
 class Outbox:
@@ -357,6 +397,34 @@ class Outbox:
                 continue
             found.append(Delivery(alert, channel, recipient, int(attempts), float(next_try), float(created)))
         return found
+
+    def recent_for(self, target: str, limit: int = 10) -> list[AlertRecord]:
+        """The newest ``limit`` alerts of ``target`` still in the outbox (delivered ones are kept
+        for a while, see DeliveryWorker), newest first, each with its outcome per channel."""
+        rows = self._query(
+            "SELECT id, created, payload FROM alerts WHERE json_extract(payload, '$.target') = ?"
+            " ORDER BY created DESC, rowid DESC LIMIT ?",
+            (target, limit),
+        )
+        alerts: list[tuple[Alert, float]] = []
+        for _, created, payload in rows:
+            with suppress(ValueError, TypeError, KeyError):  # unreadable: its queue marks it failed
+                alerts.append((Alert.from_json(payload), float(created)))
+        if not alerts:
+            return []
+        marks = ",".join("?" * len(alerts))
+        outcomes: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
+        for alert_key, channel, status, attempts, next_try, last_error, sent_at in self._query(
+            "SELECT alert_id, channel, status, attempts, next_try, last_error, sent_at FROM deliveries"
+            f" WHERE alert_id IN ({marks}) ORDER BY channel",
+            [alert.id for alert, _ in alerts],
+        ):
+            per_channel = outcomes.setdefault(str(alert_key), {})
+            per_channel.setdefault(str(channel), []).append((status, attempts, next_try, last_error, sent_at))
+        return [
+            AlertRecord(alert, created, tuple(_outcome(c, d) for c, d in outcomes.get(alert.id, {}).items()))
+            for alert, created in alerts
+        ]
 
     def due(
         self, now: float, channels: Collection[str] | None = None, limit: int = 100

@@ -195,6 +195,7 @@ class MonitorApp:
                     pushes=self.monitor.pushes,
                     writes=self._writes(),
                     extra_host_names=settings.http_allowed_hosts,
+                    alerts=self.outbox.recent_for,
                 )
                 self.web_address = _first_address(runner.addresses)
             await self.monitor.start()

@@ -13,8 +13,9 @@ Routes (GET only; aiohttp answers HEAD for each, anything else is 405, unknown p
     /api/status         the status document, gzip when asked, built off the loop; without
                         the per-target history unless ``?history=1`` (the page's list needs
                         none, and history is most of the weight: 28 MB at 10,000 targets)
-    /api/targets/<name> one target with its history and recent state changes (the page's
-                        detail view), 404 for a name the monitor does not check
+    /api/targets/<name> one target with its history, recent state changes and its recent
+                        alerts with their delivery per channel (the page's detail view; the
+                        outbox is read in a thread), 404 for a name the monitor does not check
     /api/events         Server-Sent Events: rows as they are checked, state changes
                         (keepalive.web.stream); its own cap of 100 streams
     /                   the status page, fed by /api/events (polling /api/status as fallback)
@@ -40,13 +41,14 @@ import struct
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.registry import Collector
 
+from keepalive.delivery.store import AlertRecord
 from keepalive.engine.snapshot import (
     HistoryPoint,
     MonitorSnapshot,
@@ -57,7 +59,9 @@ from keepalive.engine.snapshot import (
     to_status_json,
 )
 from keepalive.errors import ConfigError
+from keepalive.events import iso
 from keepalive.probe.push import PushBoard
+from keepalive.scrub import scrub
 from keepalive.web.api import WriteApi
 from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, host_check, machine_names
 from keepalive.web.metrics import build_registry
@@ -112,6 +116,34 @@ class MonitorView(Protocol):
 
 # One target with its history, or None when the monitor does not check that name.
 TargetLookup = Callable[[str], TargetSnapshot | None]
+# A target's recent alerts in the outbox, newest first (blocking: called in a thread).
+AlertLookup = Callable[[str], list[AlertRecord]]
+
+
+def alert_record_json(record: AlertRecord) -> dict[str, Any]:
+    """One alert of the detail view and how each channel fared (never who the recipients are:
+    a chat id or an address is nobody's business on an open page)."""
+    alert = record.alert
+    return {
+        "id": alert.id,
+        "kind": alert.kind.value,
+        "at": iso(alert.at),
+        "stored_at": iso(record.stored_at),
+        "reason": alert.reason,
+        "channels": [
+            {
+                "channel": c.channel,
+                "sent": c.sent,
+                "pending": c.pending,
+                "failed": c.failed,
+                "attempts": c.attempts,
+                "next_try": iso(c.next_try) if c.next_try is not None else None,
+                "last_error": c.last_error,
+                "sent_at": iso(c.sent_at) if c.sent_at is not None else None,
+            }
+            for c in record.channels
+        ],
+    }
 
 
 def negotiate(accept: str) -> tuple[Callable[[Collector], bytes], str]:
@@ -278,8 +310,10 @@ class _Handlers:
         send_timeout: float,
         hub: EventHub,
         lookup: TargetLookup | None,
+        alerts: AlertLookup | None = None,
     ) -> None:
         self._view = view
+        self._alerts = alerts
         self._cache = cache
         self._send_timeout = send_timeout
         self._hub = hub
@@ -338,10 +372,18 @@ class _Handlers:
             return web.json_response(
                 {"error": f"no target named {shown!r}"}, status=404, headers={"Cache-Control": NO_STORE}
             )
-        body = {
+        body: dict[str, Any] = {
             "target": target_json(row, include_history=row.history is not None),
             "changes": [change.as_json() for change in self._hub.recent_changes(name)],
         }
+        if self._alerts is not None:
+            try:
+                records = await asyncio.to_thread(self._alerts, row.name)
+            except Exception as exc:  # the outbox's trouble shows on /health; the rest still answers
+                body["alerts"] = None
+                body["alerts_error"] = scrub(f"{type(exc).__name__}: {exc}")
+            else:
+                body["alerts"] = [alert_record_json(record) for record in records]
         return web.json_response(body, headers={"Cache-Control": NO_STORE})
 
     async def events(self, request: web.Request) -> web.StreamResponse:
@@ -431,6 +473,7 @@ def create_app(
     lookup: TargetLookup | None = None,
     writes: WriteApi | None = None,
     pushes: PushBoard | None = None,
+    alerts: AlertLookup | None = None,
 ) -> web.Application:
     """The aiohttp application serving /health, /metrics, /api/status and the status page.
 
@@ -442,10 +485,11 @@ def create_app(
     nothing but the monitor summary, by default). ``lookup``: one target with its history
     for /api/targets/<name> (without it, the name is looked up in a full snapshot).
     ``pushes``: the push targets' board, which /ping/<token> writes (keepalive.web.ping).
+    ``alerts``: a target's recent alerts and their delivery, for /api/targets/<name>.
     """
     cache = cache or RenderCache()
     hub = hub if hub is not None else EventHub(view)
-    handlers = _Handlers(view, cache, send_timeout, hub, lookup)
+    handlers = _Handlers(view, cache, send_timeout, hub, lookup, alerts)
     middlewares = [host_check(host_names)] if limit is None else [limit.middleware, host_check(host_names)]
     # Without a token every write is refused (401): no route can be reached unguarded (SPEC 12).
     writes = writes if writes is not None else WriteApi()
@@ -516,6 +560,7 @@ async def start_web(
     lookup: TargetLookup | None = None,
     writes: WriteApi | None = None,
     pushes: PushBoard | None = None,
+    alerts: AlertLookup | None = None,
 ) -> web.AppRunner:
     """Serve the endpoint on host:port and return the runner; ``await runner.cleanup()`` stops it.
 
@@ -524,7 +569,7 @@ async def start_web(
     """
     limit = ConnectionLimit(max_connections)
     names = allowed_names(host, (*extra_host_names, *await machine_names()))
-    app = create_app(view, names, limit, cache, send_timeout, hub, lookup, writes, pushes)
+    app = create_app(view, names, limit, cache, send_timeout, hub, lookup, writes, pushes, alerts)
     # No access log: it would write a second, Apache-style line format into the monitor's log,
     # once per scrape. A short shutdown timeout keeps a stop prompt: every answer is quick.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=idle_timeout)

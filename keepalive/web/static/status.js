@@ -656,6 +656,44 @@
     );
     byId("detail-changes").hidden = changes.length === 0;
     byId("detail-no-changes").hidden = changes.length > 0;
+    showAlerts(doc);
+  }
+
+  // What became of each recent alert, channel by channel (never who the recipients are).
+  function deliveryText(channel) {
+    const parts = [];
+    if (channel.sent) parts.push(`${channel.sent} sent`);
+    if (channel.pending) {
+      let waiting = `${channel.pending} retrying (attempt ${channel.attempts}`;
+      if (channel.last_error) waiting += `: ${channel.last_error}`;
+      parts.push(waiting + ")");
+    }
+    if (channel.failed) parts.push(`${channel.failed} failed` + (channel.pending ? "" : `: ${channel.last_error || "refused"}`));
+    return `${channel.channel}: ${parts.join(", ") || "nothing to send"}`;
+  }
+
+  function showAlerts(doc) {
+    const alerts = Array.isArray(doc.alerts) ? doc.alerts : [];
+    byId("detail-alert-rows").replaceChildren(
+      ...alerts.map((alert) => {
+        const channels = Array.isArray(alert.channels) ? alert.channels : [];
+        const failing = channels.some((c) => c.failed || c.pending);
+        const tr = el("tr", "alert-row" + (failing ? " undelivered" : ""));
+        const delivery = el("ul", "deliveries");
+        delivery.append(...channels.map((c) => el("li", c.failed ? "failed" : c.pending ? "pending" : "sent", deliveryText(c))));
+        if (!channels.length) delivery.append(el("li", "none", "no channel was on"));
+        tr.append(
+          cell("When", "", timeSpan(alert.at, "ago", "–")),
+          cell("Alert", "", el("span", "kind", String(alert.kind)), sub(String(alert.reason || ""))),
+          cell("Delivery", "", delivery),
+        );
+        return tr;
+      }),
+    );
+    byId("detail-alerts").hidden = alerts.length === 0;
+    const empty = byId("detail-no-alerts");
+    empty.hidden = alerts.length > 0;
+    empty.textContent = doc.alerts === null ? "The outbox cannot be read now (see /health)." : "No alert of this target in the outbox.";
   }
 
   async function loadDetail(name) {
