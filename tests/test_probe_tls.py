@@ -302,19 +302,23 @@ def test_cert_warn_days_empty_raises_nothing(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the whole chain
 
 
+def shop_behind_tls(tmp_path: Path, server: TlsTarget, ca: PrivateCA, **env: str) -> Settings:
+    """One https target, "shop", checked every 0.2 s, with the endpoint on a free port."""
+    return targets_settings(
+        tmp_path,
+        toml_targets({"name": "shop", "url": server.url, "interval": 0.2, "tls_ca_file": str(ca.ca_file)}),
+        MONITOR_HTTP_HOST="127.0.0.1",
+        MONITOR_HTTP_PORT=str(free_port()),
+        **env,
+    )
+
+
 def test_a_running_monitor_warns_shows_days_left_and_exports_the_expiry(
     tmp_path: Path, ca: PrivateCA
 ) -> None:
     cert, key = ca.issue(days_from_now(5))
     with TlsTarget(cert, key) as server:
-        settings = targets_settings(
-            tmp_path,
-            toml_targets(
-                {"name": "shop", "url": server.url, "interval": 0.2, "tls_ca_file": str(ca.ca_file)}
-            ),
-            MONITOR_HTTP_HOST="127.0.0.1",
-            MONITOR_HTTP_PORT=str(free_port()),
-        )
+        settings = shop_behind_tls(tmp_path, server, ca)
         app = MonitorApp.build(settings, notifier_factory=lambda s: [LogNotifier()])
 
         async def go() -> tuple[dict[str, object], str]:
@@ -367,15 +371,7 @@ def test_a_silenced_target_gets_its_expiring_alert_when_the_silence_is_removed(
     cert, key = ca.issue(days_from_now(5))
     api_token = "t" * 40
     with TlsTarget(cert, key) as server:
-        settings = targets_settings(
-            tmp_path,
-            toml_targets(
-                {"name": "shop", "url": server.url, "interval": 0.2, "tls_ca_file": str(ca.ca_file)}
-            ),
-            MONITOR_HTTP_HOST="127.0.0.1",
-            MONITOR_HTTP_PORT=str(free_port()),
-            MONITOR_API_TOKEN=api_token,
-        )
+        settings = shop_behind_tls(tmp_path, server, ca, MONITOR_API_TOKEN=api_token)
         book = SilenceBook(settings.state_dir, max_silence=7 * DAY)
         silence_id = book.create("shop", "1h", "renewing the certificate", "ops").id
         app = MonitorApp.build(settings, notifier_factory=lambda s: [LogNotifier()])
