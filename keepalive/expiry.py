@@ -100,6 +100,11 @@ class CertWarnings:
             self.warned[name] = after
         return threshold, True
 
+    def forget(self, name: str) -> bool:
+        """Forget what was announced for ``name`` (its next look decides afresh); True when
+        there was something to forget (the memory changed and should be saved)."""
+        return self.warned.pop(name, None) is not None
+
     def document(self) -> dict[str, Any]:
         return {name: {"fingerprint": w.fingerprint, "days": w.days} for name, w in self.warned.items()}
 

@@ -191,6 +191,10 @@ def test_a_targets_recent_alerts_say_what_each_channel_did_newest_first(tmp_path
         box.mark_retry([(down.id, "email", "ops@x.test")], now[0] + 30, "connection refused")
         box.mark_retry([(down.id, "email", "ops@x.test")], now[0] + 90, "timeout after 10 s")
         box.mark_failed([(recovered.id, "telegram", "222")], "403 Forbidden: bot was blocked by the user")
+        box.mark_failed(
+            [(recovered.id, "email", "ops@x.test")],
+            "recipient refused: 550 5.1.1 <OPS@x.test>: Recipient address rejected (see postmaster@corp.example)",
+        )
 
         first, second = box.recent_for(odd_name)
         assert (first.alert, second.alert) == (recovered, down)
@@ -202,8 +206,37 @@ def test_a_targets_recent_alerts_say_what_each_channel_did_newest_first(tmp_path
         by_channel = {c.channel: c for c in first.channels}
         assert (by_channel["telegram"].pending, by_channel["telegram"].failed) == (1, 1)
         assert by_channel["telegram"].last_error == "403 Forbidden: bot was blocked by the user"
+        # The open page must not learn who the recipients are, not even from a server's words.
+        assert by_channel["email"].last_error == (
+            "recipient refused: 550 5.1.1 <(recipient)>: Recipient address rejected (see (address))"
+        )
 
         assert [r.alert for r in box.recent_for(odd_name, limit=1)] == [recovered]
         assert box.recent_for("nobody") == []
+    finally:
+        box.close()
+
+
+def test_an_outbox_from_before_the_target_column_is_migrated_and_its_alerts_listed(tmp_path: Path) -> None:
+    old = make_alert("legacy")
+    with closing(sqlite3.connect(tmp_path / "outbox.sqlite3")) as db:
+        db.executescript(
+            "CREATE TABLE alerts (id TEXT PRIMARY KEY, created REAL NOT NULL, payload TEXT NOT NULL);"
+            "CREATE TABLE deliveries (alert_id TEXT NOT NULL REFERENCES alerts(id), channel TEXT NOT NULL,"
+            " recipient TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL"
+            " DEFAULT 0, next_try REAL NOT NULL, last_error TEXT, sent_at REAL, message_id TEXT,"
+            " PRIMARY KEY (alert_id, channel, recipient));"
+        )
+        db.execute("INSERT INTO alerts VALUES (?, ?, ?)", (old.id, 1.0, old.to_json()))
+        db.execute(
+            "INSERT INTO deliveries (alert_id, channel, recipient, next_try) VALUES (?, 'log', 'log', 1.0)",
+            (old.id,),
+        )
+        db.commit()
+    box = Outbox(tmp_path)
+    try:
+        (record,) = box.recent_for("legacy")
+        assert record.alert == old and [(c.channel, c.pending) for c in record.channels] == [("log", 1)]
+        assert box.depth() == 1  # the pending delivery is still there to be sent
     finally:
         box.close()

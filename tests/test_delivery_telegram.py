@@ -227,6 +227,30 @@ def test_an_expiring_deadline_never_reaches_the_socket_of_the_next_send() -> Non
         assert second.recv(1) == b"x"  # the next send's socket still reads
 
 
+def test_an_expiring_deadline_spares_a_connection_another_send_has_taken_since() -> None:
+    """Delivery threads of one channel share a connection pool: after thread A's send failed,
+    thread B may take A's connection object and connect it under B's deadline before A's
+    deadline ran its last closer. That closer must leave B's socket alone."""
+    first, first_peer = socket.socketpair()
+    second, second_peer = socket.socketpair()
+    with first, first_peer, second, second_peer:
+
+        class Connection:
+            sock = first
+
+        connection = Connection()
+        a, b = Deadline(3600.0), Deadline(3600.0)
+        a.watch_socket(connection)  # A's send: on connect, and again on its request
+        a.watch_socket(connection)
+        b.watch_socket(connection)  # B's send took the object from the pool ...
+        connection.sock = second  # ... and connected it again
+        a.expire()  # A's watchdog, late
+        second_peer.sendall(b"x")
+        assert second.recv(1) == b"x"  # B's socket still reads
+        b.expire()
+        assert second.recv(1) == b""  # and B's own deadline still ends it
+
+
 def test_the_total_deadline_holds_through_an_http_proxy(fake_telegram: FakeTelegram) -> None:
     """With HTTPS_PROXY/HTTP_PROXY, requests opens its connections through a proxy manager
     of its own; the deadline must watch those too. The fake answers proxied requests."""

@@ -362,12 +362,14 @@ def test_a_running_monitor_warns_shows_days_left_and_exports_the_expiry(
     assert len(expiring) == 1 and expiring[0]["threshold_days"] == 14
 
 
-def test_a_silenced_target_gets_its_expiring_alert_when_the_silence_is_removed(
-    tmp_path: Path, ca: PrivateCA
+@pytest.mark.parametrize("renewed", [False, True], ids=["still-expiring", "renewed-meanwhile"])
+def test_a_silenced_certificate_is_looked_at_again_when_the_silence_is_removed(
+    tmp_path: Path, ca: PrivateCA, renewed: bool
 ) -> None:
     """The whole chain: a real certificate running out, a silence made before the start, the
-    EXPIRING held (not queued) while it lasts, released once the silence is removed over the
-    write API."""
+    EXPIRING held (not queued) while it lasts. Once the silence is removed over the write API
+    the certificate is looked at again: still the same, a fresh EXPIRING is sent; renewed
+    meanwhile, nothing is."""
     cert, key = ca.issue(days_from_now(5))
     api_token = "t" * 40
     with TlsTarget(cert, key) as server:
@@ -379,7 +381,7 @@ def test_a_silenced_target_gets_its_expiring_alert_when_the_silence_is_removed(
         def events(name: str) -> list[dict[str, object]]:
             return [e for e in app.monitor.events.recent if e["event"] == name]
 
-        async def go() -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+        async def go() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
             stop, started = asyncio.Event(), asyncio.Event()
             task = asyncio.create_task(app.run(stop, started.set))
             await asyncio.wait_for(started.wait(), 20)
@@ -391,32 +393,41 @@ def test_a_silenced_target_gets_its_expiring_alert_when_the_silence_is_removed(
 
             await until(held)
             held_events, queued_while_held = events("alert_held"), events("alert_queued")
-            async with (
-                aiohttp.ClientSession() as session,
-                session.delete(
+            if renewed:
+                server.use(*ca.issue(days_from_now(90)))
+            async with aiohttp.ClientSession() as session:
+                async with session.delete(
                     f"{base}api/silences/{silence_id}", headers={"Authorization": f"Bearer {api_token}"}
-                ) as answer,
-            ):
-                assert answer.status == 204
+                ) as answer:
+                    assert answer.status == 204
 
-            async def queued() -> bool:
-                return bool(events("alert_queued"))
+                async def looked_again() -> bool:
+                    if len(events("target_cert_expiring")) > 1:
+                        return bool(events("alert_queued"))  # the fresh one, stored
+                    if not (renewed and events("held_alert_dropped")):
+                        return False
+                    async with session.get(base + "api/status?history=0") as answer:
+                        (item,) = (await answer.json())["targets"]
+                    return float(item["cert_days_left"]) > 80  # the renewed certificate was seen
 
-            await until(queued)
+                await until(looked_again)
             stop.set()
             await task
-            return held_events, queued_while_held, events("alert_released")
+            return held_events, queued_while_held
 
         try:
-            held_events, queued_while_held, released = asyncio.run(go())
+            held_events, queued_while_held = asyncio.run(go())
         finally:
             app.close()
     expiring_id = alert_id("shop", not_after_of(cert), AlertKind.EXPIRING, 14)
     assert [(e["alert_id"], e["kind"]) for e in held_events] == [(expiring_id, "EXPIRING")]
     assert str(held_events[0]["why"]).startswith("silence ")
     assert queued_while_held == []
-    assert [(e["alert_id"], e["kind"]) for e in released] == [(expiring_id, "EXPIRING")]
-    assert [e["alert_id"] for e in app.monitor.events.recent if e["event"] == "alert_queued"] == [expiring_id]
+    recent = app.monitor.events.recent
+    (dropped,) = [e for e in recent if e["event"] == "held_alert_dropped"]
+    assert dropped["alert_id"] == expiring_id
+    queued = [e["alert_id"] for e in recent if e["event"] == "alert_queued"]
+    assert queued == ([] if renewed else [expiring_id])
 
 
 async def until(condition: Callable[[], object]) -> None:

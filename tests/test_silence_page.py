@@ -87,6 +87,9 @@ class SilencedView(FakeView):
                             "disk swap", "alice@ops"),
             SilenceSnapshot("9b1d00c3ee45f6a7", ("billing",), snap.taken_at - 10, snap.taken_at + 120,
                             EVIL, "bot:42"),
+            # Scheduled: it starts in a week (made with ``starts_at`` over the API).
+            SilenceSnapshot("c0ffee00aa11bb22", ("web",), snap.taken_at + 7 * 86400 + 1800,
+                            snap.taken_at + 7 * 86400 + 3600, "planned move", "carol"),
         )  # fmt: skip
         return dataclasses.replace(snap, silences=silences)
 
@@ -94,7 +97,7 @@ class SilencedView(FakeView):
 def test_the_page_lists_the_active_silences_with_who_why_and_when_they_end() -> None:
     async def scenario(browser: Chromium) -> None:
         await browser.wait_for(
-            "document.querySelectorAll('#silence-rows tr').length === 2", what="the silences"
+            "document.querySelectorAll('#silence-rows tr').length === 3", what="the silences"
         )
         rows = await browser.evaluate(
             """[...document.querySelectorAll('#silence-rows tr')].map((tr) =>
@@ -104,6 +107,7 @@ def test_the_page_lists_the_active_silences_with_who_why_and_when_they_end() -> 
         assert rows[0][2].startswith("in 1 h 29 min") or rows[0][2].startswith("in 1 h 30 min")
         assert rows[0][3:] == ["alice@ops", "disk swap"]
         assert rows[1][0] == "9b1d00c3" and rows[1][4] == EVIL  # shown as text, never as markup
+        assert rows[2][:3] == ["c0ffee00", "web", "starts in 7 d"]  # scheduled, not active yet
         assert await browser.evaluate("document.querySelectorAll('#silence-rows img').length") == 0
         assert await browser.evaluate("document.getElementById('no-silences').hidden") is True
 
@@ -116,6 +120,6 @@ def test_without_a_silence_the_page_says_so() -> None:
         assert await browser.evaluate("document.getElementById('silences').hidden") is True
         text = await browser.evaluate("document.getElementById('no-silences').textContent")
         hidden = await browser.evaluate("document.getElementById('no-silences').hidden")
-        assert (text, hidden) == ("No active silence.", False)
+        assert (text, hidden) == ("No silence.", False)
 
     run(FakeView(), scenario)

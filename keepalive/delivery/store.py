@@ -18,6 +18,7 @@ the last operation worked, for ``/health`` and ``keepalive_up``.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -37,6 +38,8 @@ PENDING, SENT, FAILED = "pending", "sent", "failed"
 # SQLite's primary result codes for a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB).
 _CORRUPT_CODES = frozenset({11, 26})
 
+# An e-mail address as mail servers quote it in a refusal ("<bob@corp.example>: ...").
+_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 Key = tuple[str, str, str]  # (alert_id, channel, recipient): one delivery
 Route = tuple[str, str]  # (channel, recipient)
 T = TypeVar("T")
@@ -45,7 +48,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     id      TEXT PRIMARY KEY,
     created REAL NOT NULL,
-    payload TEXT NOT NULL
+    payload TEXT NOT NULL,
+    target  TEXT  -- the alert's target, for the detail view; NULL in rows stored before it
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     alert_id   TEXT NOT NULL REFERENCES alerts(id),
@@ -137,20 +141,41 @@ def is_corrupt(exc: BaseException) -> bool:
 
 
 def _outcome(channel: str, deliveries: list[tuple[Any, ...]]) -> ChannelOutcome:
+    """``deliveries``: (status, attempts, next_try, last_error, sent_at, recipient) each."""
     statuses = [status for status, *_ in deliveries]
     waiting = [d for d in deliveries if d[0] == "pending"]
-    errors = [str(d[3]) for d in (*waiting, *(d for d in deliveries if d[0] == "failed")) if d[3]]
+    refused = [d for d in deliveries if d[0] == "failed"]
+    errors = [_without_recipient(str(d[3]), d[5]) for d in (*waiting, *refused) if d[3]]
     sent = [float(d[4]) for d in deliveries if d[0] == "sent" and d[4] is not None]
     return ChannelOutcome(
         channel=channel,
         sent=statuses.count("sent"),
         pending=len(waiting),
-        failed=statuses.count("failed"),
+        failed=len(refused),
         attempts=max(int(d[1]) for d in deliveries),
         next_try=min((float(d[2]) for d in waiting), default=None),
-        last_error=scrub(errors[0]) if errors else None,
+        last_error=errors[0] if errors else None,
         sent_at=max(sent, default=None),
     )
+
+
+def _without_recipient(error: str, recipient: str) -> str:
+    """An error as the open page may show it: secrets scrubbed, and neither the recipient nor
+    any other e-mail address in it (a mail server's refusal quotes the address it refused)."""
+    text = scrub(error)
+    if recipient:
+        text = re.sub(re.escape(recipient), "(recipient)", text, flags=re.IGNORECASE)
+    return _ADDRESS.sub("(address)", text)
+
+
+def _add_target_column(db: sqlite3.Connection) -> None:
+    """Outboxes made before the detail view listed alerts have no ``target`` column: add it and
+    fill it from the payloads (once, at the first open by this version)."""
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(alerts)")}
+    if "target" not in columns:
+        db.execute("ALTER TABLE alerts ADD COLUMN target TEXT")
+        db.execute("UPDATE alerts SET target = json_extract(payload, '$.target') WHERE json_valid(payload)")
+    db.execute("CREATE INDEX IF NOT EXISTS alerts_by_target ON alerts (target, created)")
 
 
 class Outbox:
@@ -189,6 +214,7 @@ class Outbox:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
+            _add_target_column(db)
             # A file whose header is intact but whose pages are garbage opens fine and then
             # fails every statement that touches them: look at every page once, now.
             found = [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
@@ -313,8 +339,8 @@ class Outbox:
 
     def _insert(self, db: sqlite3.Connection, alert: Alert, routes: Sequence[Route], now: float) -> bool:
         cursor = db.execute(
-            "INSERT OR IGNORE INTO alerts (id, created, payload) VALUES (?, ?, ?)",
-            (alert.id, now, alert.to_json()),
+            "INSERT OR IGNORE INTO alerts (id, created, payload, target) VALUES (?, ?, ?, ?)",
+            (alert.id, now, alert.to_json(), alert.target),
         )
         if cursor.rowcount != 1:
             return False
@@ -400,31 +426,36 @@ class Outbox:
 
     def recent_for(self, target: str, limit: int = 10) -> list[AlertRecord]:
         """The newest ``limit`` alerts of ``target`` still in the outbox (delivered ones are kept
-        for a while, see DeliveryWorker), newest first, each with its outcome per channel."""
-        rows = self._query(
-            "SELECT id, created, payload FROM alerts WHERE json_extract(payload, '$.target') = ?"
-            " ORDER BY created DESC, rowid DESC LIMIT ?",
-            (target, limit),
-        )
-        alerts: list[tuple[Alert, float]] = []
-        for _, created, payload in rows:
+        for a while, see DeliveryWorker), newest first, each with its outcome per channel.
+        One indexed read under the lock: the delivery threads wait for it only briefly."""
+
+        def read(db: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            alerts = db.execute(
+                "SELECT id, created, payload FROM alerts WHERE target = ? ORDER BY created DESC LIMIT ?",
+                (target, limit),
+            ).fetchall()
+            marks = ",".join("?" * len(alerts))
+            deliveries = db.execute(
+                "SELECT alert_id, channel, recipient, status, attempts, next_try, last_error, sent_at"
+                f" FROM deliveries WHERE alert_id IN ({marks}) ORDER BY channel",
+                [row[0] for row in alerts],
+            ).fetchall()
+            return alerts, deliveries
+
+        rows, deliveries = self._run(read)
+        per_alert: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
+        for alert_key, channel, recipient, *rest in deliveries:
+            per_channel = per_alert.setdefault(str(alert_key), {})
+            per_channel.setdefault(str(channel), []).append((*rest, str(recipient)))
+        records: list[AlertRecord] = []
+        for stored_id, created, payload in rows:
             with suppress(ValueError, TypeError, KeyError):  # unreadable: its queue marks it failed
-                alerts.append((Alert.from_json(payload), float(created)))
-        if not alerts:
-            return []
-        marks = ",".join("?" * len(alerts))
-        outcomes: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
-        for alert_key, channel, status, attempts, next_try, last_error, sent_at in self._query(
-            "SELECT alert_id, channel, status, attempts, next_try, last_error, sent_at FROM deliveries"
-            f" WHERE alert_id IN ({marks}) ORDER BY channel",
-            [alert.id for alert, _ in alerts],
-        ):
-            per_channel = outcomes.setdefault(str(alert_key), {})
-            per_channel.setdefault(str(channel), []).append((status, attempts, next_try, last_error, sent_at))
-        return [
-            AlertRecord(alert, created, tuple(_outcome(c, d) for c, d in outcomes.get(alert.id, {}).items()))
-            for alert, created in alerts
-        ]
+                alert = Alert.from_json(payload)
+                outcomes = per_alert.get(str(stored_id), {})
+                records.append(
+                    AlertRecord(alert, float(created), tuple(_outcome(c, d) for c, d in outcomes.items()))
+                )
+        return records
 
     def due(
         self, now: float, channels: Collection[str] | None = None, limit: int = 100

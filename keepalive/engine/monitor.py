@@ -457,16 +457,33 @@ class Monitor:
         )
         if days is not None:
             self.announcer.expiring(target, days, detail.cert_expires_at, at)
-        if changed and self._loop is not None:
-            document = self.cert_warnings.document()
+        if changed:
+            self._save_cert_warnings()
 
-            def save() -> None:
-                try:
-                    self.cert_warnings.save(document)
-                except OSError as exc:  # at worst one EXPIRING more after a restart
-                    log.error("saving %s failed: %s", self.cert_warnings.path, exc.strerror)
+    def recheck_certificate(self, name: str) -> None:
+        """Forget what was announced about ``name``'s certificate and look at it afresh at its
+        next check: an EXPIRING held by a silence or a window is decided again, when the quiet
+        ends, on the certificate as it is then (renewed meanwhile: nothing is sent)."""
+        rt = self.runtimes.get(name)
+        if rt is None:
+            return
+        if self.cert_warnings.forget(name):
+            self._save_cert_warnings()
+        if isinstance(self.checker, Checker):
+            self.checker.certs.forget(rt.target)
 
-            self._loop.run_in_executor(None, save)
+    def _save_cert_warnings(self) -> None:
+        if self._loop is None:
+            return
+        document = self.cert_warnings.document()
+
+        def save() -> None:
+            try:
+                self.cert_warnings.save(document)
+            except OSError as exc:  # at worst one EXPIRING more after a restart
+                log.error("saving %s failed: %s", self.cert_warnings.path, exc.strerror)
+
+        self._loop.run_in_executor(None, save)
 
     # ------------------------------------------------------------------ views
 

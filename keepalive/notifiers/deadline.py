@@ -104,8 +104,25 @@ class Deadline:
 
     def watch_socket(self, owner: Any) -> None:
         """Shut down ``owner.sock`` at expiry, whichever socket it holds then (STARTTLS and
-        TLS wrapping replace it)."""
-        self.watch(lambda: shutdown(getattr(owner, "sock", None)))
+        TLS wrapping replace it), as long as ``owner`` still serves this deadline's send.
+
+        A pooled HTTP connection object outlives the send: after this send failed, another
+        sending thread may take it from the pool and connect it again under its own deadline,
+        before this deadline's later closers ran. Each registration marks the object with its
+        deadline, before any new socket is made; the closer reads the socket first and then
+        checks the mark, so a socket it shuts down was never one of a later send's."""
+        try:
+            owner._keepalive_deadline = self
+            marked = True
+        except AttributeError:  # an object that takes no attributes: watched unconditionally
+            marked = False
+
+        def close() -> None:
+            sock = getattr(owner, "sock", None)
+            if not marked or getattr(owner, "_keepalive_deadline", None) is self:
+                shutdown(sock)
+
+        self.watch(close)
 
     def expire(self) -> None:
         """End the send now: shut down every watched socket.
@@ -114,7 +131,9 @@ class Deadline:
         Before, the first shutdown could end the send, the next send could reuse the same pooled
         connection object with a new socket, and a later closer of this deadline (each
         connection registers on connect and on every request) shut that new socket down: the
-        next send failed with "Remote end closed connection without response"."""
+        next send failed with "Remote end closed connection without response". (Another
+        thread's send taking the object is ruled out in ``watch_socket``.) A closer must never
+        call back into this deadline: it runs under the lock."""
         with self._lock:
             if self.finished:
                 return

@@ -7,8 +7,10 @@ restart in the middle of a hold keeps all of it:
 - ``pending``: the last DOWN raised while held and never notified;
 - ``expiring``: the last EXPIRING (certificate) alert raised while the target was silenced or
   in maintenance. A dependency does not hold it: a parent's outage says nothing about a
-  child's certificate. It is released when the quiet ends, unless the certificate was
-  replaced meanwhile (then it is dropped, and said so).
+  child's certificate. When the quiet ends it is not sent as it was (its "expires in 13 d"
+  may be stale, the certificate renewed or expired meanwhile): the engine forgets what it
+  announced about that certificate and looks at it again at the next check, which raises a
+  fresh EXPIRING if it still runs out.
 
 The three rules then read straight off them:
 - a hold ends (silence expired or removed, window closed, parent recovered) and the target is
@@ -85,14 +87,14 @@ class Holds:
         queue: Callable[[Alert], None],
         report: Report,
         checked_at: Callable[[str], float | None] | None = None,
-        cert_expires_at: Callable[[str], float | None] | None = None,
+        recheck_cert: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.silences = silences
         self.path = state_dir / HOLDS_FILE
         self._state_of = state_of
         self._checked_at = checked_at
-        self._cert_expires_at = cert_expires_at
+        self._recheck_cert = recheck_cert
         self._queue = queue
         self._report = report
         self.clock = clock
@@ -227,8 +229,9 @@ class Holds:
     # ------------------------------------------------------------------ releasing
 
     def tick(self) -> list[Alert]:
-        """Release the DOWNs (and EXPIRINGs) whose hold has ended. Once a second, on the loop;
-        the work is proportional to the targets held, not to all targets."""
+        """Release the DOWNs whose hold has ended (and have the certificates of held EXPIRINGs
+        looked at again). Once a second, on the loop; the work is proportional to the targets
+        held, not to all targets."""
         now = self.clock()
         released: list[Alert] = []
         for name, alert in list(self.pending.items()):
@@ -260,19 +263,16 @@ class Holds:
                 continue
             del self.expiring[name]
             self._dirty = True
-            current = self._cert_expires_at(name) if self._cert_expires_at is not None else None
-            if current is not None and current != alert.since:
-                self._report(
-                    "held_alert_dropped",
-                    "held alert dropped",
-                    target=name,
-                    alert_id=alert.id,
-                    why="the certificate was replaced",
-                )
-                continue
-            alert = replace(alert, at=now)
-            self._release(alert)
-            released.append(alert)
+            self._report(
+                "held_alert_dropped",
+                "held alert dropped",
+                target=name,
+                alert_id=alert.id,
+                why="the quiet ended: the certificate is looked at again, and an EXPIRING follows "
+                "if it still runs out",
+            )
+            if self._recheck_cert is not None:
+                self._recheck_cert(name)
         self._last_tick = now
         return released
 

@@ -37,7 +37,7 @@ class Quiet:
             settings.state_dir,
             state_of=self._state_of,
             checked_at=self._checked_at,
-            cert_expires_at=self._cert_expires_at,
+            recheck_cert=monitor.recheck_certificate,
             queue=monitor.persister.queue,
             report=monitor.reporter.report,
             clock=monitor.clock,
@@ -60,12 +60,6 @@ class Quiet:
     def _checked_at(self, name: str) -> float | None:
         rt = self.monitor.runtimes.get(name)
         return None if rt is None else rt.observed.last_check
-
-    def _cert_expires_at(self, name: str) -> float | None:
-        """When the certificate last seen on ``name`` expires (None: not seen since the start)."""
-        rt = self.monitor.runtimes.get(name)
-        detail = None if rt is None else rt.observed.detail
-        return None if detail is None else detail.cert_expires_at
 
     def configure(self) -> None:
         """(Re)read targets and windows from the monitor's current settings."""

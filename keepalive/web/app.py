@@ -61,7 +61,6 @@ from keepalive.engine.snapshot import (
 from keepalive.errors import ConfigError
 from keepalive.events import iso
 from keepalive.probe.push import PushBoard
-from keepalive.scrub import scrub
 from keepalive.web.api import WriteApi
 from keepalive.web.guard import ConnectionLimit, LimitedSite, allowed_names, host_check, machine_names
 from keepalive.web.metrics import build_registry
@@ -314,6 +313,7 @@ class _Handlers:
     ) -> None:
         self._view = view
         self._alerts = alerts
+        self._alert_reads = asyncio.Semaphore(2)
         self._cache = cache
         self._send_timeout = send_timeout
         self._hub = hub
@@ -378,10 +378,13 @@ class _Handlers:
         }
         if self._alerts is not None:
             try:
-                records = await asyncio.to_thread(self._alerts, row.name)
+                # Two reads at a time at most: the delivery threads share the outbox's lock, and
+                # anyone who can open the page can ask for details as fast as they like.
+                async with self._alert_reads:
+                    records = await asyncio.to_thread(self._alerts, row.name)
             except Exception as exc:  # the outbox's trouble shows on /health; the rest still answers
                 body["alerts"] = None
-                body["alerts_error"] = scrub(f"{type(exc).__name__}: {exc}")
+                body["alerts_error"] = f"the outbox cannot be read now ({type(exc).__name__})"
             else:
                 body["alerts"] = [alert_record_json(record) for record in records]
         return web.json_response(body, headers={"Cache-Control": NO_STORE})

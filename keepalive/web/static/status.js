@@ -503,11 +503,20 @@
     tr.append(
       head,
       cell("Targets", "", (Array.isArray(silence.targets) ? silence.targets : []).join(", ")),
-      cell("Ends", "", timeSpan(silence.ends_at, "in", "–")),
+      cell("When", "", silenceWhen(silence)),
       cell("By", "", silence.created_by ? String(silence.created_by) : "–"),
       cell("Comment", "", silence.comment ? String(silence.comment) : "–"),
     );
     return tr;
+  }
+
+  // "in 1 h 30 min" (until it ends) for an active silence; a scheduled one says when it starts.
+  function silenceWhen(silence) {
+    const starts = Date.parse(silence.starts_at);
+    if (!(starts > now())) return timeSpan(silence.ends_at, "in", "–");
+    const when = el("span", "scheduled", "starts ");
+    when.append(timeSpan(silence.starts_at, "in", "–"));
+    return when;
   }
 
   function applySilences(list) {
