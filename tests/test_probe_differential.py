@@ -55,6 +55,8 @@ CASES: dict[str, Case] = {
     "split-reads": Case([length(OK)[i : i + 3] for i in range(0, len(length(OK)), 3)], None),
     "bare-lf": Case([head(b"Content-Length: 16", end=b"\n") + OK], None),
     "obs-fold": Case([head(b"X-Folded: one", b"  two", b"Content-Length: 16") + OK], None),
+    # A second answer in the same read is ignored (as aiohttp does): its status is not the verdict.
+    "second-answer-500-same-read": Case([length(OK) + length(b"", status=b"HTTP/1.1 500 Bad")], None),
     # Trailers are not read (aiohttp never looks into them): a NUL there changes nothing.
     "nul-in-trailer-value": Case([chunked(OK, trailer=b"X-Nul: a\0b\r\n")], None),
     "no-reason-phrase": Case([head(b"Content-Length: 16", status=b"HTTP/1.1 200") + OK], None),
