@@ -258,15 +258,7 @@ class Commands:
             return "refused", f"Not silenced: {esc(exc, 400)}"
         except OSError as exc:
             return "failed", f"The silence could not be stored: {esc(exc.strerror or exc)}"
-        self.reporter.report(
-            "silence_created",
-            "silence created",
-            id=silence.id,
-            targets=list(silence.targets),
-            ends_at=utc(silence.ends_at),
-            comment=silence.comment,
-            created_by=silence.created_by,
-        )
+        self.reporter.report("silence_created", "silence created", **silence.event_fields())
         names = [t.name for t in self._snapshot().targets if silence.covers(t.name)]
         matched = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         return "ok", (

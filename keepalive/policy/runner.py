@@ -94,14 +94,7 @@ class Quiet:
         for gone in self._silences.keys() - active.keys():
             silence = self._silences[gone]
             if silence.ends_at <= now:  # removed early: the API reported silence_removed
-                report(
-                    "silence_expired",
-                    "silence expired",
-                    id=silence.id,
-                    targets=list(silence.targets),
-                    comment=silence.comment,
-                    created_by=silence.created_by,
-                )
+                report("silence_expired", "silence expired", **silence.event_fields())
         self._silences = active
         opened = dict(self.holds.calendar.open_now(now))
         for name in opened.keys() - self._windows.keys():

@@ -99,6 +99,18 @@ class Silence:
             "created_at": iso(self.created_at),
         }
 
+    def event_fields(self) -> dict[str, Any]:
+        """What the silence_created and silence_expired events say of it, the same wherever it
+        was made (API, command line, Telegram): before, Telegram wrote ``ends_at`` in its own
+        message format."""
+        return {
+            "id": self.id,
+            "targets": list(self.targets),
+            "ends_at": iso(self.ends_at),
+            "comment": self.comment,
+            "created_by": self.created_by,
+        }
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Silence:
         """Raises ValueError (or KeyError/TypeError) on a record that is not a silence."""

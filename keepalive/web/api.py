@@ -185,15 +185,7 @@ class SilenceRoutes:
                 {"error": f"the silence could not be stored: {exc.strerror}"}, status=503
             )
         if self._report is not None:
-            self._report(
-                "silence_created",
-                "silence created",
-                id=silence.id,
-                targets=list(silence.targets),
-                ends_at=silence.to_json(silence.created_at)["ends_at"],
-                comment=silence.comment,
-                created_by=silence.created_by,
-            )
+            self._report("silence_created", "silence created", **silence.event_fields())
         answer = silence.to_json(self.book.clock())
         if self._names is not None:
             answer["matches"] = sorted(n for n in self._names() if silence.covers(n))[:MAX_LISTED]
