@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
-import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from keepalive.probe.answer import (
     Answer,
     Failure,
 )
-from keepalive.probe.resolver import AddrInfo, Resolver
+from keepalive.probe.resolver import AddrInfo, Resolver, is_ip_literal
 
 # RFC 8305's recommended delay before racing the next address (aiohttp uses the same).
 HAPPY_EYEBALLS_DELAY = 0.25
@@ -76,10 +75,7 @@ def plan_for(url: str, user_agent: str) -> Plan | None:
     # aiohttp would percent-encode anything else; leave those URLs (and IDN hosts) to it.
     if not (target.isascii() and target.isprintable() and " " not in target and host.isascii()):
         return None
-    try:
-        numeric = ipaddress.ip_address(host).version in (4, 6)
-    except ValueError:
-        numeric = False
+    numeric = is_ip_literal(host)
     authority = f"[{host}]" if ":" in host else host
     if parts.port is not None and parts.port != 80:
         authority += f":{parts.port}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import threading
 import time
@@ -38,6 +39,15 @@ DNS_TTL = 60.0  # as aiohttp's connector keeps answers
 NEGATIVE_TTL = 10.0
 LOOKUP_TIMEOUT = 5.0  # glibc's default time per try of a name server
 MAX_CACHED = 65536
+
+
+def is_ip_literal(host: str) -> bool:
+    """An IPv4 or IPv6 address as written (no brackets): nothing to look up."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def system_lookup(host: str, port: int) -> Sequence[AddrInfo]:

@@ -9,7 +9,6 @@ Names resolve through the probe's bounded resolver, and several addresses are ra
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from urllib.parse import urlsplit
 
@@ -17,16 +16,8 @@ import aiohappyeyeballs
 
 from keepalive.probe.answer import Failure
 from keepalive.probe.lean import HAPPY_EYEBALLS_DELAY, reason_for_os_error
-from keepalive.probe.resolver import Resolver
+from keepalive.probe.resolver import Resolver, is_ip_literal
 from keepalive.targets import Target
-
-
-def _numeric(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class TcpProbe:
@@ -43,7 +34,7 @@ class TcpProbe:
         host, port = parts.hostname or "", parts.port or 0
         loop = asyncio.get_running_loop()
         try:
-            if _numeric(host):
+            if is_ip_literal(host):
                 transport, _ = await loop.create_connection(asyncio.Protocol, host, port)
             else:
                 infos = await self._resolver.resolve(host, port)

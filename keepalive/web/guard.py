@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import socket
 from collections.abc import Iterable
@@ -26,6 +25,8 @@ from collections.abc import Iterable
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestHandler
+
+from keepalive.probe.resolver import is_ip_literal
 
 UNGUARDED_PATHS = frozenset({"/health"})
 FQDN_TIMEOUT = 2.0
@@ -37,14 +38,6 @@ REFUSAL = (
     b"Retry-After: 1\r\n"
     b"Connection: close\r\n\r\n" + _REFUSAL_BODY
 )
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def split_host(header: str) -> str:
@@ -66,7 +59,7 @@ def allowed_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
     """
     names = {"localhost", socket.gethostname().lower(), *(name.lower().rstrip(".") for name in extra)}
     names.add(socket.gethostname().lower().partition(".")[0])
-    if bound_host and not _is_ip_literal(bound_host.strip("[]")):
+    if bound_host and not is_ip_literal(bound_host.strip("[]")):
         names.add(bound_host.lower().rstrip("."))
     names.discard("")
     return frozenset(names)
@@ -82,13 +75,13 @@ async def machine_names(timeout: float = FQDN_TIMEOUT) -> tuple[str, ...]:
         fqdn = await asyncio.wait_for(asyncio.to_thread(socket.getfqdn), timeout)
     except TimeoutError:
         return ()
-    return (fqdn,) if fqdn and not _is_ip_literal(fqdn) else ()
+    return (fqdn,) if fqdn and not is_ip_literal(fqdn) else ()
 
 
 def host_allowed(header: str, names: frozenset[str]) -> bool:
     """May a request carrying this Host header be answered?"""
     host = split_host(header)
-    return _is_ip_literal(host) or host in names
+    return is_ip_literal(host) or host in names
 
 
 def host_check(names: frozenset[str]) -> Middleware:
