@@ -157,12 +157,9 @@ class Holds:
         """Why ``name``'s notifications are held now and until when, or None. ``since``: the
         start of the outage in question (by default the target's current one)."""
         moment = self.clock() if now is None else now
-        silence = self.silences.covering(name, moment)
-        if silence is not None:
-            return silence.why(), silence.ends_at
-        window = self.calendar.open_for(name, moment)
-        if window is not None:
-            return window[0].why(), window[1]
+        quiet = self._quiet(name, moment)
+        if quiet is not None:
+            return quiet
         wanted = self.parents.get(name)
         if wanted:
             if since is None:
@@ -173,13 +170,14 @@ class Holds:
                 return why, None
         return None
 
-    def _quiet(self, name: str, now: float) -> str | None:
-        """Why ``name`` is silenced or in maintenance now (a dependency aside), or None."""
+    def _quiet(self, name: str, now: float) -> tuple[str, float] | None:
+        """Why ``name`` is silenced or in maintenance now, and until when (a dependency aside:
+        it holds DOWNs only), or None."""
         silence = self.silences.covering(name, now)
         if silence is not None:
-            return silence.why()
+            return silence.why(), silence.ends_at
         window = self.calendar.open_for(name, now)
-        return None if window is None else window[0].why()
+        return None if window is None else (window[0].why(), window[1])
 
     def hold(self, alert: Alert, target: Target) -> str | None:
         """AlertPolicy: why ``alert`` is held, or None to notify it now."""
@@ -193,11 +191,12 @@ class Holds:
             return None  # a resolution is never held
         if alert.kind is AlertKind.EXPIRING:
             quiet = self._quiet(name, self.clock())
-            if quiet is not None:
-                # A lower threshold raised later replaces the earlier one: the most urgent.
-                self.expiring[name] = alert
-                self._dirty = True
-            return quiet
+            if quiet is None:
+                return None
+            # A lower threshold raised later replaces the earlier one: the most urgent.
+            self.expiring[name] = alert
+            self._dirty = True
+            return quiet[0]
         if alert.kind is not AlertKind.DOWN:
             return None
         why = self.why_held(name, since=alert.since)
