@@ -3,7 +3,6 @@ target, through both HTTP clients."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +11,11 @@ from typing import Any
 import pytest
 
 from keepalive.errors import ConfigError
-from keepalive.probe.checker import Checker, CheckResult, judge_body
+from keepalive.probe.checker import judge_body
 from keepalive.probe.conditions import ConditionError, parse_condition
 from keepalive.targets import Target, load_targets_file
 from tests.fakes.targets import TargetServer
+from tests.test_check import check
 
 BASE = {"interval": 60.0, "failure_threshold": 2, "success_threshold": 1, "timeout": 5.0}
 
@@ -29,17 +29,6 @@ def target(url: str, *texts: str) -> Target:
         name="t", url=url, interval=1.0, failure_threshold=1, success_threshold=1, timeout=2.0,
         conditions=conditions(*texts),
     )  # fmt: skip
-
-
-def check(*targets: Target, lean: bool = True) -> list[CheckResult]:
-    async def run() -> list[CheckResult]:
-        checker = Checker(lean=lean)
-        try:
-            return [await checker.check(t) for t in targets]
-        finally:
-            await checker.close()
-
-    return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")
